@@ -1,0 +1,117 @@
+//! Config: what a [`TestPeer`](crate::TestPeer) offers ([`PeerConfig`]) and what it sends once
+//! media starts ([`MediaPlan`]).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// The video codec a peer prefers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// VP8 only.
+    #[default]
+    Vp8,
+    /// H.264 (constrained baseline, packetization-mode 1) first, VP8 offered as a fallback.
+    H264,
+}
+
+/// How a [`TestPeer`](crate::TestPeer) is built.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Local address for the one UDP socket (port 0 = ephemeral). Keep it on loopback
+    /// (`127.0.0.1`): a wildcard would bind every interface of the machine.
+    pub bind_ip: IpAddr,
+    /// Add a sendrecv audio m-line (Opus).
+    pub audio: bool,
+    /// Add a sendrecv camera video m-line.
+    pub video: bool,
+    /// Codec for the video m-lines.
+    pub video_codec: VideoCodec,
+    /// Add a second sendrecv video m-line for screen sharing.
+    pub screen: bool,
+    /// Name used in track/stream ids and logs; need not be unique.
+    pub name: String,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            audio: true,
+            video: true,
+            video_codec: VideoCodec::Vp8,
+            screen: false,
+            name: "peer".to_owned(),
+        }
+    }
+}
+
+impl PeerConfig {
+    /// The default config (loopback, audio + VP8 video, no screen) with this name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What [`TestPeer::start_media`](crate::TestPeer::start_media) sends.
+///
+/// Audio: one packet per tick, 80-160 byte payloads, RTP timestamp +48000/`audio_pps`.
+/// Video, per video m-line: one frame per tick of `video_bitrate_bps / 8 / video_fps` bytes
+/// (keyframes three times that), split into packets of at most `max_payload_bytes`, RTP
+/// timestamp +90000/`video_fps`, marker on the last packet of each frame.
+#[derive(Clone, Debug)]
+pub struct MediaPlan {
+    /// Audio packets per second (50 = 20 ms frames).
+    pub audio_pps: u32,
+    /// Video frames per second.
+    pub video_fps: u32,
+    /// Target video bitrate per video m-line, bits per second (payload only).
+    pub video_bitrate_bps: u64,
+    /// Periodic keyframe interval; requests (PLI/FIR) force one on the next frame as well.
+    pub keyframe_interval: Duration,
+    /// Largest RTP payload of a video packet.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for MediaPlan {
+    fn default() -> Self {
+        Self {
+            audio_pps: 50,
+            video_fps: 30,
+            video_bitrate_bps: 1_500_000,
+            keyframe_interval: Duration::from_secs(2),
+            max_payload_bytes: 1200,
+        }
+    }
+}
+
+impl MediaPlan {
+    /// Bytes of one delta frame.
+    pub fn video_frame_bytes(&self) -> usize {
+        let per_frame = self.video_bitrate_bps / 8 / u64::from(self.video_fps.max(1));
+        usize::try_from(per_frame).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of one keyframe.
+    pub fn keyframe_bytes(&self) -> usize {
+        self.video_frame_bytes().saturating_mul(3)
+    }
+
+    pub(crate) fn audio_period(&self) -> Duration {
+        Duration::from_secs(1) / self.audio_pps.max(1)
+    }
+
+    pub(crate) fn video_period(&self) -> Duration {
+        Duration::from_secs(1) / self.video_fps.max(1)
+    }
+
+    pub(crate) fn audio_ts_step(&self) -> u32 {
+        48_000 / self.audio_pps.max(1)
+    }
+
+    pub(crate) fn video_ts_step(&self) -> u32 {
+        90_000 / self.video_fps.max(1)
+    }
+}

@@ -1,0 +1,159 @@
+//! Config: the knobs of the engine and its UDP driver, with defaults that run out of the box.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// A video codec the SFU can forward. Audio is always Opus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VideoCodec {
+    /// VP8 (RFC 7741). Mandatory: every browser offers it.
+    Vp8,
+    /// VP9, profile 0.
+    Vp9,
+    /// H.264 with packetization-mode=1.
+    H264,
+}
+
+impl VideoCodec {
+    /// The MIME type as written in SDP `a=rtpmap` (case-insensitive there).
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "video/VP8",
+            VideoCodec::Vp9 => "video/VP9",
+            VideoCodec::H264 => "video/H264",
+        }
+    }
+
+    /// The encoding name as in `a=rtpmap:<pt> <name>/90000`.
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::Vp9 => "VP9",
+            VideoCodec::H264 => "H264",
+        }
+    }
+
+    /// Parses an encoding name (case-insensitive), e.g. `vp8`, `H264`.
+    pub fn from_name(name: &str) -> Option<VideoCodec> {
+        [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264]
+            .into_iter()
+            .find(|c| c.encoding_name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.encoding_name())
+    }
+}
+
+/// An SRTP protection profile the DTLS handshake may agree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SrtpProfile {
+    /// SRTP_AEAD_AES_128_GCM (RFC 7714): about a third of the per-packet cost of AES-CM.
+    AeadAes128Gcm,
+    /// SRTP_AEAD_AES_256_GCM.
+    AeadAes256Gcm,
+    /// SRTP_AES128_CM_HMAC_SHA1_80: what every client supports.
+    Aes128CmHmacSha1_80,
+}
+
+/// Configuration of an [`Engine`](crate::Engine) and of the UDP driver around it.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Address the one media UDP socket binds to. Default `0.0.0.0:40000`.
+    pub udp_bind: SocketAddr,
+    /// Addresses announced in host candidates (with the socket's port). Empty means the
+    /// machine's own addresses: every non-loopback interface address, or `127.0.0.1` when
+    /// there is none. Behind 1:1 NAT, set the public address here.
+    pub announce_ips: Vec<IpAddr>,
+    /// Maximum concurrent calls; `CreateCall` beyond it fails with `AtCapacity`.
+    pub max_calls: usize,
+    /// Video codecs in order of preference. The first joiner's offer picks the call's codec:
+    /// the first codec in this list that the offer contains. Must contain [`VideoCodec::Vp8`].
+    pub video_codecs: Vec<VideoCodec>,
+    /// SRTP profiles in order of preference (the server's order wins).
+    pub srtp_profiles: Vec<SrtpProfile>,
+    /// Minimum time between two keyframe requests (PLI) the SFU sends for one published track.
+    pub keyframe_request_interval: Duration,
+    /// A participant that has not connected (ICE + DTLS) this long after Join is removed.
+    pub connect_timeout: Duration,
+    /// Most datagrams the driver reads per loop turn before it services timers and commands.
+    pub max_datagrams_per_turn: usize,
+    /// Seed for ids and ICE credentials; `None` draws from the OS. Tests set it.
+    pub seed: Option<u64>,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 40000),
+            announce_ips: Vec::new(),
+            max_calls: 10_000,
+            video_codecs: vec![VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264],
+            srtp_profiles: vec![
+                SrtpProfile::AeadAes128Gcm,
+                SrtpProfile::AeadAes256Gcm,
+                SrtpProfile::Aes128CmHmacSha1_80,
+            ],
+            keyframe_request_interval: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(30),
+            max_datagrams_per_turn: 256,
+            seed: None,
+        }
+    }
+}
+
+impl SfuConfig {
+    /// A config for tests and examples: loopback only, an ephemeral port.
+    pub fn loopback() -> Self {
+        SfuConfig {
+            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            announce_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            ..SfuConfig::default()
+        }
+    }
+
+    /// Checks the values that cannot work, with a message that says which and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.video_codecs.contains(&VideoCodec::Vp8) {
+            return Err(ConfigError::Vp8Required);
+        }
+        if self.srtp_profiles.is_empty() {
+            return Err(ConfigError::NoSrtpProfile);
+        }
+        if self.max_calls == 0 {
+            return Err(ConfigError::ZeroMaxCalls);
+        }
+        if self.max_datagrams_per_turn == 0 {
+            return Err(ConfigError::ZeroDatagramsPerTurn);
+        }
+        if let Some(ip) = self.announce_ips.iter().find(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::UnspecifiedAnnounceIp(*ip));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// VP8 is the codec every browser offers; without it two clients may share no codec.
+    #[error("video_codecs must contain VP8: it is the one codec every browser offers")]
+    Vp8Required,
+    /// No SRTP profile means no DTLS-SRTP handshake can succeed.
+    #[error("srtp_profiles is empty: at least one SRTP protection profile is needed")]
+    NoSrtpProfile,
+    /// `max_calls` of zero would refuse every call.
+    #[error("max_calls is 0: no call could ever be created")]
+    ZeroMaxCalls,
+    /// The driver must read at least one datagram per turn.
+    #[error("max_datagrams_per_turn is 0: the media socket would never be read")]
+    ZeroDatagramsPerTurn,
+    /// `0.0.0.0` or `::` cannot be announced: clients need a concrete address.
+    #[error("announce ip {0} is unspecified: announce a concrete address clients can reach")]
+    UnspecifiedAnnounceIp(IpAddr),
+}

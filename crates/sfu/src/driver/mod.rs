@@ -1,0 +1,356 @@
+//! Driver: the tokio task that owns the [`Engine`], the media socket and the clock.
+//!
+//! The only module that imports tokio, opens sockets or reads the clock. Embedders use
+//! [`SfuHandle`]: a cheap, cloneable handle whose async methods send requests to the task.
+//!
+//! Each loop turn: send every queued datagram, publish every event, then wait for the first
+//! of: datagrams (at most `max_datagrams_per_turn` are read before timers and requests get a
+//! turn), a request, or the engine's next deadline.
+
+mod udp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::call::CallOptions;
+use crate::config::{ConfigError, SfuConfig};
+use crate::engine::{Engine, JoinAnswer, JoinRequest};
+use crate::error::Error;
+use crate::event::{EndReason, Event};
+use crate::ids::{CallId, ParticipantId};
+use crate::stats::{CallStats, EngineMetrics};
+use udp::{Datagram, MediaSocket};
+
+/// Events buffered per subscriber before a slow one starts missing them.
+const EVENT_BUFFER: usize = 4096;
+/// Requests queued to the driver before callers wait.
+const COMMAND_BUFFER: usize = 1024;
+
+/// Why the SFU could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The media socket could not be bound.
+    #[error("cannot bind the media UDP socket to {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The engine could not be created.
+    #[error("cannot create the engine: {0}")]
+    Engine(Error),
+}
+
+enum Command {
+    CreateCall(CallOptions, oneshot::Sender<Result<CallId, Error>>),
+    Join(CallId, JoinRequest, oneshot::Sender<Result<JoinAnswer, Error>>),
+    AddIceCandidate(ParticipantId, String, oneshot::Sender<Result<(), Error>>),
+    Leave(ParticipantId, oneshot::Sender<Result<(), Error>>),
+    EndCall(CallId, oneshot::Sender<Result<(), Error>>),
+    CallStats(CallId, oneshot::Sender<Result<CallStats, Error>>),
+    ListCalls(oneshot::Sender<Vec<CallId>>),
+    Metrics(oneshot::Sender<EngineMetrics>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Shared {
+    media_addr: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    events: broadcast::WeakSender<Event>,
+}
+
+/// A handle to a running SFU. Clone it freely; every clone talks to the same driver task.
+#[derive(Clone)]
+pub struct SfuHandle {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl SfuHandle {
+    /// Binds the media socket, creates the engine and spawns the driver task on the current
+    /// tokio runtime.
+    pub async fn start(config: SfuConfig) -> Result<SfuHandle, StartError> {
+        config.validate()?;
+        let socket = MediaSocket::bind(config.udp_bind).map_err(|source| StartError::Bind {
+            addr: config.udp_bind,
+            source,
+        })?;
+        let media_addr = socket.local_addr();
+        let candidates: Vec<SocketAddr> = announce_ips(&config, media_addr)
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, media_addr.port()))
+            .collect();
+        let engine = Engine::new(config.clone(), candidates.clone()).map_err(StartError::Engine)?;
+        tracing::info!(%media_addr, ?candidates, "media socket bound");
+        let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            media_addr,
+            candidates: candidates.clone(),
+            events: events.downgrade(),
+        });
+        let src_ips = source_ips(&config, &candidates);
+        tokio::spawn(run(engine, socket, command_rx, events, config, src_ips));
+        Ok(SfuHandle { commands, shared })
+    }
+
+    /// The address the media socket is bound to.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.shared.media_addr
+    }
+
+    /// The host candidates announced to clients.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.shared.candidates
+    }
+
+    /// A receiver of every event from now on. A subscriber that falls more than 4096 events
+    /// behind misses some (`RecvError::Lagged`). Fails once the driver has stopped.
+    pub fn subscribe(&self) -> Result<broadcast::Receiver<Event>, Error> {
+        self.shared
+            .events
+            .upgrade()
+            .map(|s| s.subscribe())
+            .ok_or(Error::Stopped)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Creates a call. See [`Engine::create_call`].
+    pub async fn create_call(&self, options: CallOptions) -> Result<CallId, Error> {
+        self.request(|tx| Command::CreateCall(options, tx)).await?
+    }
+
+    /// Joins a participant. See [`Engine::join`].
+    pub async fn join(&self, call: CallId, request: JoinRequest) -> Result<JoinAnswer, Error> {
+        self.request(|tx| Command::Join(call, request, tx)).await?
+    }
+
+    /// Adds a trickled remote candidate. See [`Engine::add_ice_candidate`].
+    pub async fn add_ice_candidate(
+        &self,
+        participant: ParticipantId,
+        candidate: String,
+    ) -> Result<(), Error> {
+        self.request(|tx| Command::AddIceCandidate(participant, candidate, tx))
+            .await?
+    }
+
+    /// Removes a participant. See [`Engine::leave`].
+    pub async fn leave(&self, participant: ParticipantId) -> Result<(), Error> {
+        self.request(|tx| Command::Leave(participant, tx)).await?
+    }
+
+    /// Ends a call with [`EndReason::Requested`]. See [`Engine::end_call`].
+    pub async fn end_call(&self, call: CallId) -> Result<(), Error> {
+        self.request(|tx| Command::EndCall(call, tx)).await?
+    }
+
+    /// Statistics of a call. See [`Engine::call_stats`].
+    pub async fn call_stats(&self, call: CallId) -> Result<CallStats, Error> {
+        self.request(|tx| Command::CallStats(call, tx)).await?
+    }
+
+    /// The calls that exist now.
+    pub async fn list_calls(&self) -> Result<Vec<CallId>, Error> {
+        self.request(Command::ListCalls).await
+    }
+
+    /// Engine-wide counters.
+    pub async fn metrics(&self) -> Result<EngineMetrics, Error> {
+        self.request(Command::Metrics).await
+    }
+
+    /// Ends every call with [`EndReason::ServerShutdown`], sends what that queued (DTLS
+    /// close_notify), publishes the events, and stops the driver. Returns when it is done.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.request(Command::Shutdown).await
+    }
+}
+
+/// The addresses announced in host candidates.
+fn announce_ips(config: &SfuConfig, bound: SocketAddr) -> Vec<IpAddr> {
+    if !config.announce_ips.is_empty() {
+        return config.announce_ips.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return vec![bound.ip()];
+    }
+    let v4 = bound.is_ipv4();
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == v4)
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+            IpAddr::V4(_) => true,
+        })
+        .collect();
+    ips.dedup();
+    if ips.is_empty() {
+        ips.push(if v4 {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        });
+    }
+    ips
+}
+
+/// Source IPs to pin on sends: only when bound to a wildcard and the announced address is
+/// one of this machine's (behind NAT the kernel picks).
+fn source_ips(config: &SfuConfig, candidates: &[SocketAddr]) -> Vec<(SocketAddr, IpAddr)> {
+    if !config.udp_bind.ip().is_unspecified() {
+        return Vec::new();
+    }
+    let local: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .collect();
+    candidates
+        .iter()
+        .filter(|c| local.contains(&c.ip()))
+        .map(|c| (*c, c.ip()))
+        .collect()
+}
+
+async fn run(
+    mut engine: Engine,
+    mut socket: MediaSocket,
+    mut commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    config: SfuConfig,
+    src_ips: Vec<(SocketAddr, IpAddr)>,
+) {
+    let mut batch: Vec<Datagram> = Vec::with_capacity(quinn_udp::BATCH_SIZE);
+    let mut stopping: Option<oneshot::Sender<()>> = None;
+    loop {
+        // 1. Everything the last input produced goes out.
+        while let Some(t) = engine.poll_transmit() {
+            let src = src_ips
+                .iter()
+                .find(|(c, _)| *c == t.source)
+                .map(|(_, ip)| *ip);
+            if let Err(e) = socket.send(t.destination, src, &t.contents).await {
+                tracing::debug!(error = %e, destination = %t.destination, "send failed");
+            }
+        }
+        while let Some(event) = engine.poll_event() {
+            // No subscriber is not an error.
+            let _ = events.send(event);
+        }
+        if let Some(done) = stopping.take() {
+            let _ = done.send(());
+            tracing::info!("SFU driver stopped");
+            return;
+        }
+
+        // 2. Wait for input.
+        let deadline = engine.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            readable = socket.readable() => {
+                if let Err(e) = readable {
+                    tracing::error!(error = %e, "media socket failed");
+                    continue;
+                }
+                let mut read = 0;
+                while read < config.max_datagrams_per_turn {
+                    batch.clear();
+                    match socket.try_recv_batch(&mut batch) {
+                        Ok(0) => break,
+                        Ok(n) => read += n,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "recv failed");
+                            break;
+                        }
+                    }
+                    let now = Instant::now();
+                    for d in batch.drain(..) {
+                        engine.handle_datagram(now, d.from, d.local, d.data);
+                    }
+                }
+                // Timers are never starved by a busy socket.
+                let now = Instant::now();
+                if engine.poll_timeout().is_some_and(|t| t <= now) {
+                    engine.handle_timeout(now);
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else {
+                    // Every handle is gone: nobody can ask for anything again.
+                    engine.shutdown(Instant::now());
+                    stopping = Some(oneshot::channel().0);
+                    continue;
+                };
+                if let Some(done) = handle_command(&mut engine, command) {
+                    stopping = Some(done);
+                }
+            }
+            _ = sleep => {
+                engine.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// Runs one request. Returns the shutdown acknowledgement when it was a shutdown.
+fn handle_command(engine: &mut Engine, command: Command) -> Option<oneshot::Sender<()>> {
+    let now = Instant::now();
+    match command {
+        Command::CreateCall(options, tx) => {
+            let _ = tx.send(engine.create_call(options, now));
+        }
+        Command::Join(call, request, tx) => {
+            let _ = tx.send(engine.join(call, request, now));
+        }
+        Command::AddIceCandidate(participant, candidate, tx) => {
+            let _ = tx.send(engine.add_ice_candidate(participant, &candidate, now));
+        }
+        Command::Leave(participant, tx) => {
+            let _ = tx.send(engine.leave(participant, now));
+        }
+        Command::EndCall(call, tx) => {
+            let _ = tx.send(engine.end_call(call, EndReason::Requested, now));
+        }
+        Command::CallStats(call, tx) => {
+            let _ = tx.send(engine.call_stats(call, now));
+        }
+        Command::ListCalls(tx) => {
+            let _ = tx.send(engine.calls().collect());
+        }
+        Command::Metrics(tx) => {
+            let _ = tx.send(engine.metrics());
+        }
+        Command::Shutdown(tx) => {
+            engine.shutdown(now);
+            return Some(tx);
+        }
+    }
+    None
+}

@@ -1,0 +1,197 @@
+//! Events: what happened inside the engine, for the embedder to act on.
+//!
+//! The engine never calls back; it queues [`Event`]s that the caller drains with
+//! [`Engine::poll_event`](crate::Engine::poll_event) (or receives from
+//! [`SfuHandle::subscribe`](crate::SfuHandle::subscribe)).
+
+use std::time::Duration;
+
+use policy::Role;
+
+use crate::ids::{CallId, ParticipantId};
+use crate::stats::CallRecord;
+
+/// Something that happened in the engine.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A call was created and waits for its participants.
+    CallCreated {
+        /// The call.
+        call: CallId,
+    },
+    /// A participant joined (its SDP answer was produced); media flows once it connects.
+    ParticipantJoined {
+        /// The call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+        /// Its role.
+        role: Role,
+    },
+    /// A participant's transport changed state.
+    ConnectionStateChanged {
+        /// The call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A participant connected for the first time: ICE and DTLS are done, media can flow.
+    ParticipantConnected {
+        /// The call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+        /// Time from its Join to connected.
+        join_latency: Duration,
+    },
+    /// Both participants are connected: the call is live.
+    CallConnected {
+        /// The call.
+        call: CallId,
+    },
+    /// A participant left the call.
+    ParticipantLeft {
+        /// The call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+        /// Its role.
+        role: Role,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The call ended. This is the last event for the call; its id is forgotten after it.
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// Why it ended.
+        reason: EndReason,
+        /// What happened during the call.
+        record: Box<CallRecord>,
+    },
+}
+
+impl Event {
+    /// The call the event belongs to.
+    pub fn call(&self) -> CallId {
+        match self {
+            Event::CallCreated { call }
+            | Event::ParticipantJoined { call, .. }
+            | Event::ConnectionStateChanged { call, .. }
+            | Event::ParticipantConnected { call, .. }
+            | Event::CallConnected { call }
+            | Event::ParticipantLeft { call, .. }
+            | Event::CallEnded { call, .. } => *call,
+        }
+    }
+}
+
+/// The state of a participant's transport (ICE + DTLS), as the engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Joined; waiting for the client's ICE checks and DTLS handshake.
+    New,
+    /// ICE or DTLS in progress.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Connectivity was lost; it may come back.
+    Disconnected,
+    /// The transport failed for good.
+    Failed,
+    /// The transport was closed.
+    Closed,
+}
+
+impl ConnectionState {
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::New => "new",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Failed => "failed",
+            ConnectionState::Closed => "closed",
+        }
+    }
+}
+
+/// Why a participant left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// The signaling tier asked (Leave).
+    Requested,
+    /// The call ended.
+    CallEnded,
+    /// The transport failed (ICE or DTLS).
+    TransportFailed,
+    /// It never connected within the connect timeout.
+    ConnectTimeout,
+}
+
+impl LeaveReason {
+    /// Lower-case name for logs, metrics and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Requested => "requested",
+            LeaveReason::CallEnded => "call_ended",
+            LeaveReason::TransportFailed => "transport_failed",
+            LeaveReason::ConnectTimeout => "connect_timeout",
+        }
+    }
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The signaling tier ended it (EndCall).
+    Requested,
+    /// A participant left (hung up) after the call had both.
+    ParticipantLeft,
+    /// A participant's transport failed.
+    TransportFailed,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl EndReason {
+    /// Lower-case name for logs, metrics and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Requested => "requested",
+            EndReason::ParticipantLeft => "participant_left",
+            EndReason::TransportFailed => "transport_failed",
+            EndReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallState {
+    /// Created; fewer than two participants connected.
+    Waiting,
+    /// Both participants connected.
+    Connected,
+    /// Over. Final.
+    Ended(EndReason),
+}
+
+impl CallState {
+    /// Lower-case name for logs and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Waiting => "waiting",
+            CallState::Connected => "connected",
+            CallState::Ended(_) => "ended",
+        }
+    }
+}

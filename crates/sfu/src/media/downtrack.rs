@@ -1,0 +1,26 @@
+//! DownTrack: a track of one participant going out to the other, on one m-line of the
+//! receiving participant's transport.
+
+use policy::MediaKind;
+
+use crate::config::VideoCodec;
+use crate::media::{Forwarder, Munger};
+
+/// One outgoing track.
+#[derive(Debug, Clone)]
+pub struct DownTrack {
+    /// Index of the transport's sending leg (m-line) it goes out on.
+    pub leg: usize,
+    /// Kind of the m-line.
+    pub kind: MediaKind,
+    /// Which m-line of that kind.
+    pub kind_index: u8,
+    /// Our SSRC on the leg.
+    pub ssrc: u32,
+    /// The video codec, for keyframe detection (`None` for audio).
+    pub codec: Option<VideoCodec>,
+    /// The gate.
+    pub forwarder: Forwarder,
+    /// The header rewriter.
+    pub munger: Munger,
+}

@@ -1,0 +1,123 @@
+//! Forwarder: the gate on a DownTrack. Decides, per packet, whether it goes out.
+//!
+//! Fail closed: a packet goes only if the policy grants its kind, it belongs to the selected
+//! source, and (for video) forwarding started on a keyframe. Any pause (grant revoked,
+//! source gone) makes the next start wait for a keyframe again and resynchronise the munger.
+
+use crate::stats::DropReason;
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it.
+    Forward,
+    /// Drop it for this reason.
+    Drop(DropReason),
+    /// Drop it, and ask the source for a keyframe (forwarding waits for one).
+    DropAndRequestKeyframe,
+}
+
+/// Per-DownTrack forwarding state.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    needs_keyframe: bool,
+    source: Option<u32>,
+    was_granted: bool,
+    /// Set when forwarding (re)starts: the munger must start a new mapping.
+    restart: bool,
+}
+
+impl Forwarder {
+    /// A forwarder; `video` forwarders start only on keyframes.
+    pub fn new(video: bool) -> Self {
+        Forwarder {
+            needs_keyframe: video,
+            source: None,
+            was_granted: false,
+            restart: true,
+        }
+    }
+
+    /// The SSRC being forwarded, if one is selected.
+    pub fn source(&self) -> Option<u32> {
+        self.source
+    }
+
+    /// Decides for a packet of `ssrc`. `granted` is the policy's answer for this media now;
+    /// `video` says keyframes matter; `is_keyframe` whether this packet starts one.
+    pub fn decide(&mut self, ssrc: u32, granted: bool, video: bool, is_keyframe: bool) -> Verdict {
+        if !granted {
+            if self.was_granted {
+                self.was_granted = false;
+                self.pause(video);
+            }
+            return Verdict::Drop(DropReason::PolicyDenied);
+        }
+        self.was_granted = true;
+        match self.source {
+            None => {
+                self.source = Some(ssrc);
+                self.restart = true;
+            }
+            Some(s) if s != ssrc => return Verdict::Drop(DropReason::LayerNotSelected),
+            Some(_) => {}
+        }
+        if video && self.needs_keyframe {
+            if !is_keyframe {
+                return Verdict::DropAndRequestKeyframe;
+            }
+            self.needs_keyframe = false;
+        }
+        Verdict::Forward
+    }
+
+    /// Whether the munger must start a new mapping before this packet; clears the flag.
+    pub fn take_restart(&mut self) -> bool {
+        std::mem::take(&mut self.restart)
+    }
+
+    /// The selected source went away: pick again, restart on a keyframe.
+    pub fn source_removed(&mut self, ssrc: u32, video: bool) {
+        if self.source == Some(ssrc) {
+            self.source = None;
+            self.pause(video);
+        }
+    }
+
+    fn pause(&mut self, video: bool) {
+        self.needs_keyframe = video;
+        self.restart = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_starts_on_a_keyframe_and_restarts_on_one_after_a_revoke() {
+        let mut f = Forwarder::new(true);
+        assert_eq!(f.decide(1, false, true, true), Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(f.decide(1, true, true, false), Verdict::DropAndRequestKeyframe);
+        assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
+        assert!(f.take_restart());
+        assert_eq!(f.decide(1, true, true, false), Verdict::Forward);
+        assert!(!f.take_restart());
+        // Revoked: the very next packet is dropped.
+        assert_eq!(f.decide(1, false, true, true), Verdict::Drop(DropReason::PolicyDenied));
+        // Granted again: waits for a keyframe, then restarts the munger.
+        assert_eq!(f.decide(1, true, true, false), Verdict::DropAndRequestKeyframe);
+        assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
+        assert!(f.take_restart());
+    }
+
+    #[test]
+    fn other_layers_are_not_forwarded_and_audio_needs_no_keyframe() {
+        let mut f = Forwarder::new(false);
+        assert_eq!(f.decide(5, true, false, false), Verdict::Forward);
+        assert_eq!(f.decide(6, true, false, false), Verdict::Drop(DropReason::LayerNotSelected));
+        f.source_removed(5, false);
+        assert_eq!(f.decide(6, true, false, false), Verdict::Forward);
+        assert_eq!(f.source(), Some(6));
+    }
+}

@@ -1,0 +1,85 @@
+//! Participant: one role in a call, with its transport and its tracks in both directions.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use policy::{MediaKind, Role};
+
+use crate::event::ConnectionState;
+use crate::ids::{CallId, ParticipantId};
+use crate::media::{DownTrack, Receiver};
+use crate::stats::{DropCounters, KindCounters, ParticipantStats};
+use crate::transport::Transport;
+
+/// Most remote addresses remembered per participant (ICE may check a few candidate pairs).
+pub(crate) const MAX_ADDRS: usize = 8;
+
+/// One participant.
+pub(crate) struct Participant {
+    pub id: ParticipantId,
+    pub call: CallId,
+    pub role: Role,
+    pub transport: Transport,
+    /// Our ICE ufrag for it (routes its STUN).
+    pub ufrag: String,
+    /// Remote addresses its datagrams come from.
+    pub addrs: Vec<SocketAddr>,
+    pub state: ConnectionState,
+    pub joined_at: Instant,
+    pub connected_at: Option<Instant>,
+    /// ICE failed at some point (tells ICE failures from DTLS failures).
+    pub ice_failed: bool,
+    /// Incoming streams.
+    pub receivers: Vec<Receiver>,
+    /// Outgoing tracks, one per sending m-line.
+    pub downtracks: Vec<DownTrack>,
+    pub received: KindCounters,
+    pub sent: KindCounters,
+    pub dropped: DropCounters,
+    pub keyframe_requests_sent: u64,
+    pub keyframe_requests_received: u64,
+    /// The deadline currently scheduled for it in the engine's timer heap.
+    pub deadline: Option<Instant>,
+}
+
+impl Participant {
+    /// The receiver for `ssrc`, if the track is known.
+    pub(crate) fn receiver_mut(&mut self, ssrc: u32) -> Option<&mut Receiver> {
+        self.receivers.iter_mut().find(|r| r.ssrc == ssrc)
+    }
+
+    /// The outgoing track on the `kind_index`-th m-line of `kind`.
+    pub(crate) fn downtrack_index(&self, kind: MediaKind, kind_index: u8) -> Option<usize> {
+        self.downtracks
+            .iter()
+            .position(|d| d.kind == kind && d.kind_index == kind_index)
+    }
+
+    /// Remembers a remote address; forgets the oldest beyond [`MAX_ADDRS`] and returns it.
+    pub(crate) fn remember_addr(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
+        if self.addrs.contains(&addr) {
+            return None;
+        }
+        self.addrs.push(addr);
+        (self.addrs.len() > MAX_ADDRS).then(|| self.addrs.remove(0))
+    }
+
+    /// A snapshot of its statistics.
+    pub(crate) fn stats(&mut self, now: Instant) -> ParticipantStats {
+        let (uplink, downlink) = self.transport.link_quality(now);
+        ParticipantStats {
+            participant: self.id,
+            role: self.role,
+            connection: self.state,
+            received: self.received,
+            sent: self.sent,
+            dropped: self.dropped,
+            keyframe_requests_sent: self.keyframe_requests_sent,
+            keyframe_requests_received: self.keyframe_requests_received,
+            uplink,
+            downlink,
+            joined_for: now.saturating_duration_since(self.joined_at),
+            connected_for: self.connected_at.map(|t| now.saturating_duration_since(t)),
+        }
+    }
+}

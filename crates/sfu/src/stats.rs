@@ -1,0 +1,257 @@
+//! Stats: per-call statistics, the call record, and the engine-wide counters.
+//!
+//! Counters are plain integers owned by the engine (no atomics, no locks on the packet path);
+//! callers read snapshots.
+
+use std::time::Duration;
+
+use policy::{MediaKind, Role};
+
+use crate::event::{CallState, ConnectionState, EndReason};
+use crate::ids::{CallId, ParticipantId};
+
+/// Why the engine dropped a datagram or a packet instead of delivering it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The first byte fits none of STUN, DTLS, RTP/RTCP (RFC 7983), or the datagram is empty.
+    Unclassified,
+    /// A STUN message that does not parse (truncated, bad length, no USERNAME).
+    MalformedStun,
+    /// A STUN request whose USERNAME names no participant (wrong or stale ufrag).
+    UnknownUfrag,
+    /// DTLS or SRTP from an address that no participant's ICE checks came from.
+    UnknownSource,
+    /// The participant's transport refused the datagram (bad SRTP auth, replay, bad DTLS...).
+    TransportRejected,
+    /// RTP on an SSRC that belongs to no negotiated track.
+    UnknownSsrc,
+    /// Media with nobody to forward it to (the other participant is absent or not connected).
+    NoSubscriber,
+    /// The policy does not grant this media to be forwarded.
+    PolicyDenied,
+    /// The outgoing leg refused the packet.
+    SendFailed,
+    /// Video waits for a keyframe before forwarding starts or resumes (one was requested).
+    WaitingForKeyframe,
+    /// Another simulcast layer of the same track is the one being forwarded.
+    LayerNotSelected,
+    /// A late packet from before the current forwarding start (would reuse sequence numbers).
+    Stale,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order (index = `as_index`).
+    pub const ALL: [DropReason; 12] = [
+        DropReason::Unclassified,
+        DropReason::MalformedStun,
+        DropReason::UnknownUfrag,
+        DropReason::UnknownSource,
+        DropReason::TransportRejected,
+        DropReason::UnknownSsrc,
+        DropReason::NoSubscriber,
+        DropReason::PolicyDenied,
+        DropReason::SendFailed,
+        DropReason::WaitingForKeyframe,
+        DropReason::LayerNotSelected,
+        DropReason::Stale,
+    ];
+
+    /// Position in [`DropReason::ALL`].
+    pub fn as_index(self) -> usize {
+        self as usize
+    }
+
+    /// Snake-case name, used as the `reason` metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Unclassified => "unclassified",
+            DropReason::MalformedStun => "malformed_stun",
+            DropReason::UnknownUfrag => "unknown_ufrag",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::TransportRejected => "transport_rejected",
+            DropReason::UnknownSsrc => "unknown_ssrc",
+            DropReason::NoSubscriber => "no_subscriber",
+            DropReason::PolicyDenied => "policy_denied",
+            DropReason::SendFailed => "send_failed",
+            DropReason::WaitingForKeyframe => "waiting_for_keyframe",
+            DropReason::LayerNotSelected => "layer_not_selected",
+            DropReason::Stale => "stale",
+        }
+    }
+}
+
+/// Packets dropped, one counter per [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters([u64; DropReason::ALL.len()]);
+
+impl DropCounters {
+    /// Adds one drop.
+    pub fn add(&mut self, reason: DropReason) {
+        self.0[reason.as_index()] += 1;
+    }
+
+    /// Drops for one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason.as_index()]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+}
+
+/// Packets and payload-carrying bytes of one media kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// RTP packets.
+    pub packets: u64,
+    /// Bytes of RTP (header + payload, before SRTP).
+    pub bytes: u64,
+}
+
+impl Counter {
+    /// Counts one packet of `bytes`.
+    pub fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// A [`Counter`] for audio and one for video.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCounters {
+    /// Audio.
+    pub audio: Counter,
+    /// Video.
+    pub video: Counter,
+}
+
+impl KindCounters {
+    /// The counter of `kind`.
+    pub fn get(&self, kind: MediaKind) -> &Counter {
+        match kind {
+            MediaKind::Audio => &self.audio,
+            MediaKind::Video => &self.video,
+        }
+    }
+
+    /// The counter of `kind`, mutable.
+    pub fn get_mut(&mut self, kind: MediaKind) -> &mut Counter {
+        match kind {
+            MediaKind::Audio => &mut self.audio,
+            MediaKind::Video => &mut self.video,
+        }
+    }
+}
+
+/// Link quality of one direction, as the RTCP reports tell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkQuality {
+    /// Round-trip time from the last report that had one.
+    pub rtt: Option<Duration>,
+    /// Fraction of packets lost (0.0..=1.0) in the last report interval.
+    pub fraction_lost: Option<f64>,
+    /// Cumulative packets lost, as reported.
+    pub packets_lost: i64,
+    /// Interarrival jitter.
+    pub jitter: Option<Duration>,
+}
+
+/// Statistics of one participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantStats {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its role.
+    pub role: Role,
+    /// Its transport state.
+    pub connection: ConnectionState,
+    /// Media received from this participant (its uplink).
+    pub received: KindCounters,
+    /// Media forwarded to this participant (its downlink).
+    pub sent: KindCounters,
+    /// Packets from this participant that were dropped, by reason.
+    pub dropped: DropCounters,
+    /// Keyframe requests (PLI) the SFU sent to this participant.
+    pub keyframe_requests_sent: u64,
+    /// Keyframe requests (PLI/FIR) this participant sent for the media it receives.
+    pub keyframe_requests_received: u64,
+    /// Quality of the uplink (this participant to the SFU), from the SFU's receiver side.
+    pub uplink: LinkQuality,
+    /// Quality of the downlink (SFU to this participant), from this participant's reports.
+    pub downlink: LinkQuality,
+    /// Time since Join.
+    pub joined_for: Duration,
+    /// Time connected, if it connected.
+    pub connected_for: Option<Duration>,
+}
+
+/// Statistics of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStats {
+    /// The call.
+    pub call: CallId,
+    /// Its state.
+    pub state: CallState,
+    /// Time since the call was created.
+    pub age: Duration,
+    /// Time both participants have been connected, if they were.
+    pub connected_for: Option<Duration>,
+    /// The call's video codec, once the first participant fixed it.
+    pub video_codec: Option<crate::VideoCodec>,
+    /// Its participants (present and past).
+    pub participants: Vec<ParticipantStats>,
+}
+
+/// What happened in a call, produced once when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    /// The call.
+    pub call: CallId,
+    /// Why it ended.
+    pub end_reason: EndReason,
+    /// Time from creation to the end.
+    pub duration: Duration,
+    /// Time both participants were connected at once.
+    pub connected_duration: Duration,
+    /// The final statistics of every participant that joined.
+    pub participants: Vec<ParticipantStats>,
+}
+
+/// Engine-wide counters, for metrics. No per-call labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineMetrics {
+    /// Calls that exist now.
+    pub active_calls: u64,
+    /// Participants that exist now.
+    pub active_participants: u64,
+    /// Participants connected now.
+    pub connected_participants: u64,
+    /// Media forwarded, by kind.
+    pub forwarded: KindCounters,
+    /// Media received from participants, by kind.
+    pub received: KindCounters,
+    /// Datagrams and packets dropped, by reason.
+    pub dropped: DropCounters,
+    /// Datagrams read from the socket.
+    pub datagrams_in: u64,
+    /// Datagrams written to the socket.
+    pub datagrams_out: u64,
+    /// Transports that failed during ICE.
+    pub ice_failures: u64,
+    /// Transports that failed during DTLS (or after connecting).
+    pub dtls_failures: u64,
+    /// Keyframe requests forwarded upstream.
+    pub keyframe_requests: u64,
+    /// Calls created since start.
+    pub calls_created: u64,
+    /// Calls ended since start.
+    pub calls_ended: u64,
+}
