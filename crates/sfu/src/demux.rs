@@ -66,6 +66,11 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Result<&str, DropReason> {
     Err(DropReason::MalformedStun)
 }
 
+/// Whether a STUN message is a request (class bits C1 and C0 both zero).
+fn is_stun_request(datagram: &[u8]) -> bool {
+    datagram.len() >= 2 && datagram[0] & 0x01 == 0 && datagram[1] & 0x10 == 0
+}
+
 /// Routes datagrams to participants.
 #[derive(Debug, Default)]
 pub struct Demux {
@@ -92,9 +97,10 @@ impl Demux {
         datagram: &[u8],
     ) -> Result<(ParticipantId, bool), DropReason> {
         let kind = classify(datagram).ok_or(DropReason::Unclassified)?;
-        if kind == DatagramKind::Stun {
-            // STUN is routed by ufrag even from a known address: the address may have moved
-            // to another participant (a port reused by a new client).
+        if kind == DatagramKind::Stun && is_stun_request(datagram) {
+            // Requests are routed by ufrag even from a known address: the address may have
+            // moved to another participant (a port reused by a new client). Responses and
+            // indications carry no USERNAME: they are routed by address below.
             let ufrag = stun_local_ufrag(datagram)?;
             let participant = *self.by_ufrag.get(ufrag).ok_or(DropReason::UnknownUfrag)?;
             let is_new = self.by_addr.get(&from) != Some(&participant);
@@ -108,7 +114,11 @@ impl Demux {
 
     /// Remembers that `addr` belongs to `participant`. Returns the participant that held it
     /// before, if another did.
-    pub fn bind_addr(&mut self, addr: SocketAddr, participant: ParticipantId) -> Option<ParticipantId> {
+    pub fn bind_addr(
+        &mut self,
+        addr: SocketAddr,
+        participant: ParticipantId,
+    ) -> Option<ParticipantId> {
         self.by_addr
             .insert(addr, participant)
             .filter(|previous| *previous != participant)
@@ -175,7 +185,10 @@ pub(crate) mod tests {
         assert_eq!(d.route(from, &stun_request("srv1:cli")), Ok((p, false)));
         assert_eq!(d.route(from, &[22, 0, 0]), Ok((p, false)));
         assert_eq!(d.route(from, &[0x80, 0, 0]), Ok((p, false)));
-        assert_eq!(d.route(from, &stun_request("other:cli")), Err(DropReason::UnknownUfrag));
+        assert_eq!(
+            d.route(from, &stun_request("other:cli")),
+            Err(DropReason::UnknownUfrag)
+        );
         d.remove("srv1", &[from], p);
         assert!(d.is_empty());
     }
@@ -186,7 +199,15 @@ pub(crate) mod tests {
         let d = Demux::default();
         assert_eq!(d.route(from, &[]), Err(DropReason::Unclassified));
         assert_eq!(d.route(from, &[0xff; 40]), Err(DropReason::Unclassified));
-        assert_eq!(d.route(from, &[0x00, 0x01, 0x00]), Err(DropReason::MalformedStun));
+        assert_eq!(
+            d.route(from, &[0x00, 0x01, 0x00]),
+            Err(DropReason::MalformedStun)
+        );
+        // A STUN response from an unknown address is routed by address, so it is refused.
+        assert_eq!(
+            d.route(from, &[0x01, 0x01, 0x00, 0x00]),
+            Err(DropReason::UnknownSource)
+        );
         let mut truncated = stun_request("srv1:cli");
         truncated.truncate(26);
         assert_eq!(d.route(from, &truncated), Err(DropReason::MalformedStun));

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rtc_shared::marshal::MarshalSize;
 use policy::{MediaKind, Role};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use rtc_shared::marshal::MarshalSize;
 
 use crate::call::{Call, CallOptions};
 use crate::config::SfuConfig;
@@ -213,7 +213,9 @@ impl Engine {
                 kind: leg.kind,
                 kind_index: leg.kind_index,
                 ssrc: leg.ssrc,
-                codec: (leg.kind == MediaKind::Video).then_some(video_codec).flatten(),
+                codec: (leg.kind == MediaKind::Video)
+                    .then_some(video_codec)
+                    .flatten(),
                 forwarder: Forwarder::new(leg.kind == MediaKind::Video),
                 munger: Munger::new(
                     leg.ssrc,
@@ -299,12 +301,7 @@ impl Engine {
 
     /// Ends a call: both participants leave, the record is emitted with
     /// [`Event::CallEnded`], and the id is forgotten.
-    pub fn end_call(
-        &mut self,
-        call: CallId,
-        reason: EndReason,
-        now: Instant,
-    ) -> Result<(), Error> {
+    pub fn end_call(&mut self, call: CallId, reason: EndReason, now: Instant) -> Result<(), Error> {
         if !self.calls.contains_key(&call) {
             return Err(Error::CallNotFound(call));
         }
@@ -408,7 +405,10 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if p.transport.handle_datagram(now, local, from, datagram).is_err() {
+        if p.transport
+            .handle_datagram(now, local, from, datagram)
+            .is_err()
+        {
             p.dropped.add(DropReason::TransportRejected);
             self.metrics.dropped.add(DropReason::TransportRejected);
         }
@@ -423,7 +423,11 @@ impl Engine {
                 break;
             }
             self.timers.pop();
-            if self.participants.get(&id).is_some_and(|p| p.deadline == Some(at)) {
+            if self
+                .participants
+                .get(&id)
+                .is_some_and(|p| p.deadline == Some(at))
+            {
                 due.push(id);
             }
         }
@@ -462,7 +466,11 @@ impl Engine {
     /// When [`Engine::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if self.participants.get(&id).is_some_and(|p| p.deadline == Some(at)) {
+            if self
+                .participants
+                .get(&id)
+                .is_some_and(|p| p.deadline == Some(at))
+            {
                 return Some(at);
             }
             self.timers.pop();
@@ -660,7 +668,8 @@ impl Engine {
             if !call.was_connected {
                 call.was_connected = true;
                 call.state = CallState::Connected;
-                self.events.push_back(Event::CallConnected { call: call_id });
+                self.events
+                    .push_back(Event::CallConnected { call: call_id });
                 tracing::info!(call = %call_id, "call connected");
             }
         }
@@ -759,7 +768,10 @@ impl Engine {
             Some(codec) if video => is_keyframe_start(codec, &packet.payload),
             _ => false,
         };
-        match d.forwarder.decide(packet.header.ssrc, granted, video, is_keyframe) {
+        match d
+            .forwarder
+            .decide(packet.header.ssrc, granted, video, is_keyframe)
+        {
             Verdict::Forward => Ok((target, dt)),
             Verdict::Drop(reason) => Err(reason),
             Verdict::DropAndRequestKeyframe => Err(DropReason::WaitingForKeyframe),
@@ -844,7 +856,8 @@ impl Engine {
         {
             for d in &mut q.downtracks {
                 for r in &p.receivers {
-                    d.forwarder.source_removed(r.ssrc, d.kind == MediaKind::Video);
+                    d.forwarder
+                        .source_removed(r.ssrc, d.kind == MediaKind::Video);
                 }
             }
         }

@@ -69,6 +69,8 @@ pub mod media;
 pub mod offer;
 mod participant;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod transport;
 
 pub use call::CallOptions;

@@ -317,7 +317,10 @@ pub(crate) mod tests {
         s.push_str("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n");
         s.push_str(common);
         s.push_str("a=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n");
-        let pts: Vec<String> = video_codecs.iter().map(|(_, pt, _)| pt.to_string()).collect();
+        let pts: Vec<String> = video_codecs
+            .iter()
+            .map(|(_, pt, _)| pt.to_string())
+            .collect();
         let mut video = format!("m=video 9 UDP/TLS/RTP/SAVPF {}\r\n{common}", pts.join(" "));
         video.push_str("a=mid:MID\r\na=sendrecv\r\na=rtcp-mux\r\n");
         for (name, pt, fmtp) in video_codecs {
@@ -337,7 +340,11 @@ pub(crate) mod tests {
     fn first_joiner_fixes_the_preferred_codec() {
         let o = offer(
             &[
-                ("H264", 102, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+                (
+                    "H264",
+                    102,
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                ),
                 ("VP8", 96, ""),
             ],
             true,
@@ -366,7 +373,10 @@ pub(crate) mod tests {
             err.to_string(),
             "m-line \"1\" does not offer H264, the codec the call already uses"
         );
-        let h264 = offer(&[("H264", 125, "packetization-mode=1;profile-level-id=42e034")], false);
+        let h264 = offer(
+            &[("H264", 125, "packetization-mode=1;profile-level-id=42e034")],
+            false,
+        );
         let (_, leg) = inspect_offer(&h264, &[VideoCodec::Vp8], Some(&fixed))
             .unwrap()
             .video
@@ -379,18 +389,39 @@ pub(crate) mod tests {
         let good = offer(&[("VP8", 96, "")], false);
         let cases: Vec<(String, &str)> = vec![
             ("hello".into(), "not parseable as SDP"),
-            (good.replace("a=group:BUNDLE 0 1\r\n", ""), "no a=group:BUNDLE"),
+            (
+                good.replace("a=group:BUNDLE 0 1\r\n", ""),
+                "no a=group:BUNDLE",
+            ),
             (good.replacen("a=rtcp-mux\r\n", "", 1), "lacks a=rtcp-mux"),
-            (good.replace("a=fingerprint", "a=fingerprintx"), "no a=fingerprint"),
-            (good.replace("a=ice-pwd", "a=ice-pwdx"), "no a=ice-ufrag / a=ice-pwd"),
-            (good.replace("VP8/90000", "AV1/90000"), "offers none of the supported codecs"),
-            (good.replace("opus/48000", "PCMU/8000"), "offers none of the supported codecs: opus"),
-            (good.replace("m=video", "m=application"), "only audio and video"),
+            (
+                good.replace("a=fingerprint", "a=fingerprintx"),
+                "no a=fingerprint",
+            ),
+            (
+                good.replace("a=ice-pwd", "a=ice-pwdx"),
+                "no a=ice-ufrag / a=ice-pwd",
+            ),
+            (
+                good.replace("VP8/90000", "AV1/90000"),
+                "offers none of the supported codecs",
+            ),
+            (
+                good.replace("opus/48000", "PCMU/8000"),
+                "offers none of the supported codecs: opus",
+            ),
+            (
+                good.replace("m=video", "m=application"),
+                "only audio and video",
+            ),
             ("x".repeat(MAX_OFFER_BYTES + 1), "larger than"),
         ];
         for (sdp, want) in cases {
             let err = inspect_offer(&sdp, &[VideoCodec::Vp8], None).unwrap_err();
-            assert!(err.to_string().contains(want), "{err} should contain {want:?}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want:?}"
+            );
         }
     }
 
@@ -404,6 +435,9 @@ pub(crate) mod tests {
             .unwrap();
         let o = format!("{o}{third}").replace("BUNDLE 0 1 2", "BUNDLE 0 1 2 3");
         let err = inspect_offer(&o, &[VideoCodec::Vp8], None).unwrap_err();
-        assert_eq!(err.to_string(), "offer has 3 video m-lines; at most 2 are supported");
+        assert_eq!(
+            err.to_string(),
+            "offer has 3 video m-lines; at most 2 are supported"
+        );
     }
 }

@@ -615,7 +615,7 @@ fn media_engine(
 /// Lets keyframe requests (PLI, FIR) reach the engine instead of ending in the interceptor
 /// chain (FINDINGS trap 3). Marks them; everything else passes untouched.
 #[derive(Default)]
-struct KeyframeRequestTap {
+pub(crate) struct KeyframeRequestTap {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }

@@ -51,7 +51,11 @@ pub enum StartError {
 
 enum Command {
     CreateCall(CallOptions, oneshot::Sender<Result<CallId, Error>>),
-    Join(CallId, JoinRequest, oneshot::Sender<Result<JoinAnswer, Error>>),
+    Join(
+        CallId,
+        JoinRequest,
+        oneshot::Sender<Result<JoinAnswer, Error>>,
+    ),
     AddIceCandidate(ParticipantId, String, oneshot::Sender<Result<(), Error>>),
     Leave(ParticipantId, oneshot::Sender<Result<(), Error>>),
     EndCall(CallId, oneshot::Sender<Result<(), Error>>),

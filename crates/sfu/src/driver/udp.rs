@@ -69,7 +69,8 @@ impl MediaSocket {
         }
         // SAFETY-free: zero-fill once; later batches reuse the bytes in place.
         self.arena.resize(need, 0);
-        let mut slices: Vec<IoSliceMut<'_>> = self.arena.chunks_mut(SLOT).map(IoSliceMut::new).collect();
+        let mut slices: Vec<IoSliceMut<'_>> =
+            self.arena.chunks_mut(SLOT).map(IoSliceMut::new).collect();
         let result = self.io.try_io(Interest::READABLE, || {
             self.state
                 .recv((&self.io).into(), &mut slices, &mut self.metas)

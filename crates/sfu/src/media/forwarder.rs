@@ -97,16 +97,28 @@ mod tests {
     #[test]
     fn video_starts_on_a_keyframe_and_restarts_on_one_after_a_revoke() {
         let mut f = Forwarder::new(true);
-        assert_eq!(f.decide(1, false, true, true), Verdict::Drop(DropReason::PolicyDenied));
-        assert_eq!(f.decide(1, true, true, false), Verdict::DropAndRequestKeyframe);
+        assert_eq!(
+            f.decide(1, false, true, true),
+            Verdict::Drop(DropReason::PolicyDenied)
+        );
+        assert_eq!(
+            f.decide(1, true, true, false),
+            Verdict::DropAndRequestKeyframe
+        );
         assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
         assert!(f.take_restart());
         assert_eq!(f.decide(1, true, true, false), Verdict::Forward);
         assert!(!f.take_restart());
         // Revoked: the very next packet is dropped.
-        assert_eq!(f.decide(1, false, true, true), Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(
+            f.decide(1, false, true, true),
+            Verdict::Drop(DropReason::PolicyDenied)
+        );
         // Granted again: waits for a keyframe, then restarts the munger.
-        assert_eq!(f.decide(1, true, true, false), Verdict::DropAndRequestKeyframe);
+        assert_eq!(
+            f.decide(1, true, true, false),
+            Verdict::DropAndRequestKeyframe
+        );
         assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
         assert!(f.take_restart());
     }
@@ -115,7 +127,10 @@ mod tests {
     fn other_layers_are_not_forwarded_and_audio_needs_no_keyframe() {
         let mut f = Forwarder::new(false);
         assert_eq!(f.decide(5, true, false, false), Verdict::Forward);
-        assert_eq!(f.decide(6, true, false, false), Verdict::Drop(DropReason::LayerNotSelected));
+        assert_eq!(
+            f.decide(6, true, false, false),
+            Verdict::Drop(DropReason::LayerNotSelected)
+        );
         f.source_removed(5, false);
         assert_eq!(f.decide(6, true, false, false), Verdict::Forward);
         assert_eq!(f.source(), Some(6));

@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn vp8_descriptor_variants() {
         // S=1, PID=0, no extension; payload header with P=0.
-        assert!(is_keyframe_start(VideoCodec::Vp8, &[0x10, 0x00, 0x9d, 0x01, 0x2a]));
+        assert!(is_keyframe_start(
+            VideoCodec::Vp8,
+            &[0x10, 0x00, 0x9d, 0x01, 0x2a]
+        ));
         // Interframe: P=1.
         assert!(!is_keyframe_start(VideoCodec::Vp8, &[0x10, 0x01]));
         // Not a frame start.
@@ -109,8 +112,14 @@ mod tests {
         assert!(is_keyframe_start(VideoCodec::H264, &[0x7c, 0x85]));
         assert!(!is_keyframe_start(VideoCodec::H264, &[0x7c, 0x05]));
         // STAP-A carrying SPS.
-        assert!(is_keyframe_start(VideoCodec::H264, &[0x78, 0x00, 0x02, 0x67, 0x42]));
-        assert!(!is_keyframe_start(VideoCodec::H264, &[0x78, 0x00, 0x00, 0x67]));
+        assert!(is_keyframe_start(
+            VideoCodec::H264,
+            &[0x78, 0x00, 0x02, 0x67, 0x42]
+        ));
+        assert!(!is_keyframe_start(
+            VideoCodec::H264,
+            &[0x78, 0x00, 0x00, 0x67]
+        ));
     }
 
     #[test]

@@ -90,7 +90,10 @@ impl Munger {
             }
             _ => {
                 let (target_seq, target_ts) = match self.last {
-                    Some(last) => (last.seq.wrapping_add(1), last.ts.wrapping_add(self.ticks_since(last.at, now))),
+                    Some(last) => (
+                        last.seq.wrapping_add(1),
+                        last.ts.wrapping_add(self.ticks_since(last.at, now)),
+                    ),
                     None => self.initial,
                 };
                 let m = Mapping {
@@ -153,7 +156,10 @@ mod tests {
         let mut m = Munger::new(7, 96, 90_000, 1000, 5000);
         let mut h = header(1, 65_534, 100);
         assert!(m.rewrite(&mut h, t0));
-        assert_eq!((h.ssrc, h.payload_type, h.sequence_number, h.timestamp), (7, 96, 1000, 5000));
+        assert_eq!(
+            (h.ssrc, h.payload_type, h.sequence_number, h.timestamp),
+            (7, 96, 1000, 5000)
+        );
         // A gap upstream stays a gap downstream (NACK stays meaningful), across the wrap.
         let mut h = header(1, 1, 3100);
         assert!(m.rewrite(&mut h, t0));

@@ -1,0 +1,558 @@
+//! Testing: a simulated network with sans-IO WebRTC clients, for deterministic tests and
+//! benches of the whole engine without sockets or sleeps.
+//!
+//! [`SimNet`] owns an [`Engine`] and any number of [`SimClient`]s (each a full-ICE `rtc` peer
+//! connection with an audio and a video track, like a browser). Datagrams move in memory;
+//! time is a synthetic [`Instant`] that only [`SimNet::run_for`] advances. Enabled by the
+//! `testing` feature (and in this crate's own tests).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::config::SfuConfig;
+use crate::engine::{Engine, JoinAnswer, JoinRequest};
+use crate::error::Error;
+use crate::event::Event;
+use crate::ids::CallId;
+use crate::stats::Counter;
+use crate::transport::KeyframeRequestTap;
+use crate::{MediaKind, Role};
+
+/// The SFU's address on the simulated network.
+pub const SFU_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+
+/// Index of a client in a [`SimNet`].
+pub type ClientId = usize;
+
+/// What a client saw.
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    /// Media sent, by kind.
+    pub sent_audio: Counter,
+    /// Video sent.
+    pub sent_video: Counter,
+    /// Media received, audio.
+    pub received_audio: Counter,
+    /// Media received, video.
+    pub received_video: Counter,
+    /// Received packets whose payload did not match what the sender's generator makes.
+    pub corrupt: u64,
+    /// Keyframe requests (PLI) that arrived for the client's own tracks.
+    pub plis_received: u64,
+    /// Whether the client's peer connection is connected.
+    pub connected: bool,
+    /// SSRCs of the remote tracks it received media on.
+    pub remote_ssrcs: Vec<u32>,
+}
+
+/// A sans-IO WebRTC client (full ICE, offerer) on the simulated network.
+pub struct SimClient {
+    pc: RTCPeerConnection,
+    addr: SocketAddr,
+    audio: Option<(RTCRtpSenderId, u32, u8)>,
+    video: Option<(RTCRtpSenderId, u32, u8)>,
+    receivers: Vec<(RTCRtpReceiverId, u32)>,
+    seq: [u16; 2],
+    ts: [u32; 2],
+    stats: ClientStats,
+}
+
+/// Options for a simulated client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Offer an audio m-line.
+    pub audio: bool,
+    /// Offer a video m-line.
+    pub video: bool,
+    /// Offer H.264 before VP8.
+    pub h264_first: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            audio: true,
+            video: true,
+            h264_first: false,
+        }
+    }
+}
+
+const OPUS_PT: u8 = 111;
+const VP8_PT: u8 = 96;
+const H264_PT: u8 = 102;
+
+impl SimClient {
+    fn new(addr: SocketAddr, options: &ClientOptions, now: Instant, seed: u32) -> SimClient {
+        let opus = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        let vp8 = RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            ..Default::default()
+        };
+        let h264 = RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .to_owned(),
+            ..Default::default()
+        };
+        let mut media = MediaEngine::default();
+        let register = |m: &mut MediaEngine, codec: &RTCRtpCodec, pt: u8, kind| {
+            m.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec.clone(),
+                    payload_type: pt,
+                },
+                kind,
+            )
+            .expect("registering a well-formed codec");
+        };
+        register(&mut media, &opus, OPUS_PT, RtpCodecKind::Audio);
+        if options.h264_first {
+            register(&mut media, &h264, H264_PT, RtpCodecKind::Video);
+            register(&mut media, &vp8, VP8_PT, RtpCodecKind::Video);
+        } else {
+            register(&mut media, &vp8, VP8_PT, RtpCodecKind::Video);
+            register(&mut media, &h264, H264_PT, RtpCodecKind::Video);
+        }
+        let registry = Registry::new().with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeRequestTap::default(),
+        );
+        let registry = register_default_interceptors(registry, &mut media)
+            .expect("default interceptors register");
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .expect("client peer connection builds");
+        let mut add = |kind, codec: &RTCRtpCodec, ssrc: u32| {
+            let track = MediaStreamTrack::new(
+                "client".to_owned(),
+                format!("{kind}"),
+                format!("{kind}"),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: codec.clone(),
+                    ..Default::default()
+                }],
+            );
+            pc.add_track(track).expect("adding a track")
+        };
+        let audio = options
+            .audio
+            .then(|| (add(RtpCodecKind::Audio, &opus, seed), seed, OPUS_PT));
+        let video = options.video.then(|| {
+            let codec = if options.h264_first { &h264 } else { &vp8 };
+            let pt = if options.h264_first { H264_PT } else { VP8_PT };
+            (add(RtpCodecKind::Video, codec, seed + 1), seed + 1, pt)
+        });
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .expect("host candidate");
+        pc.add_local_candidate(
+            RTCIceCandidate::from(&candidate)
+                .to_json()
+                .expect("candidate json"),
+        )
+        .expect("adding the host candidate");
+        SimClient {
+            pc,
+            addr,
+            audio,
+            video,
+            receivers: Vec::new(),
+            seq: [1000, 5000],
+            ts: [0, 0],
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// The client's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it saw so far.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// The client's own SSRC for `kind`.
+    pub fn ssrc(&self, kind: MediaKind) -> Option<u32> {
+        match kind {
+            MediaKind::Audio => self.audio.map(|a| a.1),
+            MediaKind::Video => self.video.map(|v| v.1),
+        }
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut VecDeque<(SocketAddr, SocketAddr, BytesMut)>) {
+        while let Some(e) = self.pc.poll_event() {
+            match e {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
+                    self.stats.connected = s == RTCPeerConnectionState::Connected;
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.receivers.push((init.receiver_id, init.ssrc));
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            match message {
+                RTCMessage::RtpPacket(_, p) => {
+                    let size = p.payload.len() + 12;
+                    let video =
+                        p.payload.first().is_some_and(|b| *b == 0x10) || p.payload.len() > 200;
+                    if !payload_is_intact(&p.payload) {
+                        self.stats.corrupt += 1;
+                    }
+                    if video {
+                        self.stats.received_video.add(size);
+                    } else {
+                        self.stats.received_audio.add(size);
+                    }
+                    if !self.stats.remote_ssrcs.contains(&p.header.ssrc) {
+                        self.stats.remote_ssrcs.push(p.header.ssrc);
+                    }
+                }
+                RTCMessage::RtcpPacket(_, packets) => {
+                    for p in packets {
+                        if p.as_any().is::<PictureLossIndication>() {
+                            self.stats.plis_received += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(e) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = e {
+                self.receivers.push((init.receiver_id, init.ssrc));
+            }
+        }
+        while let Some(m) = self.pc.poll_write() {
+            out.push_back((m.transport.peer_addr, self.addr, m.message));
+        }
+        let _ = now;
+    }
+
+    fn send(&mut self, kind: MediaKind, payload: Bytes, marker: bool, ts_step: u32, now: Instant) {
+        let (slot, track) = match kind {
+            MediaKind::Audio => (0, self.audio),
+            MediaKind::Video => (1, self.video),
+        };
+        let Some((sender, ssrc, pt)) = track else {
+            return;
+        };
+        let packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker,
+                payload_type: pt,
+                sequence_number: self.seq[slot],
+                timestamp: self.ts[slot],
+                ssrc,
+                ..Default::default()
+            },
+            payload,
+        };
+        self.seq[slot] = self.seq[slot].wrapping_add(1);
+        if marker {
+            self.ts[slot] = self.ts[slot].wrapping_add(ts_step);
+        }
+        let size = packet.payload.len() + 12;
+        if let Some(mut s) = self.pc.rtp_sender(sender)
+            && s.write_rtp(now, packet).is_ok()
+        {
+            match kind {
+                MediaKind::Audio => self.stats.sent_audio.add(size),
+                MediaKind::Video => self.stats.sent_video.add(size),
+            }
+        }
+    }
+}
+
+/// A synthetic payload: a 2-byte codec prefix, then bytes derived from a counter, so the
+/// receiver can check it arrived unchanged.
+fn make_payload(prefix: [u8; 2], counter: u32, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&prefix);
+    v.extend_from_slice(&counter.to_be_bytes());
+    let mut x = counter.wrapping_mul(2_654_435_761);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(x as u8);
+    }
+    Bytes::from(v)
+}
+
+fn payload_is_intact(p: &[u8]) -> bool {
+    if p.len() < 6 {
+        return false;
+    }
+    let counter = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+    make_payload([p[0], p[1]], counter, p.len()) == p
+}
+
+/// The SFU engine and its clients on one in-memory network.
+pub struct SimNet {
+    /// The engine under test.
+    pub engine: Engine,
+    /// Synthetic time: starts at construction, moves only in [`SimNet::run_for`].
+    pub now: Instant,
+    clients: Vec<SimClient>,
+    wire: VecDeque<(SocketAddr, SocketAddr, BytesMut)>,
+    events: Vec<Event>,
+    counter: u32,
+}
+
+impl SimNet {
+    /// A network with an engine configured by `config` (seeded if `config.seed` is unset).
+    pub fn new(mut config: SfuConfig) -> SimNet {
+        if config.seed.is_none() {
+            config.seed = Some(7);
+        }
+        let engine = Engine::new(config, vec![SFU_ADDR]).expect("engine builds");
+        SimNet {
+            engine,
+            now: Instant::now(),
+            clients: Vec::new(),
+            wire: VecDeque::new(),
+            events: Vec::new(),
+            counter: 0,
+        }
+    }
+
+    /// Adds a client at `10.0.1.<n>:5000`.
+    pub fn add_client(&mut self, options: ClientOptions) -> ClientId {
+        let n = self.clients.len();
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, n as u8 + 1)), 5000);
+        let c = SimClient::new(addr, &options, self.now, 0x1000_0000 + (n as u32) * 16);
+        self.clients.push(c);
+        n
+    }
+
+    /// The client.
+    pub fn client(&self, c: ClientId) -> &SimClient {
+        &self.clients[c]
+    }
+
+    /// The client's offer SDP (sets it as its local description).
+    pub fn offer(&mut self, c: ClientId) -> String {
+        let now = self.now;
+        let pc = &mut self.clients[c].pc;
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer).expect("local offer");
+        pc.local_description().expect("local description").sdp
+    }
+
+    /// Gives the client the SFU's answer.
+    pub fn accept_answer(&mut self, c: ClientId, sdp: &str) {
+        let answer = RTCSessionDescription::answer(sdp.to_owned()).expect("answer parses");
+        self.clients[c]
+            .pc
+            .set_remote_description(self.now, answer)
+            .expect("answer accepted");
+    }
+
+    /// Offer, join, answer in one go.
+    pub fn join(&mut self, call: CallId, role: Role, c: ClientId) -> Result<JoinAnswer, Error> {
+        let offer_sdp = self.offer(c);
+        let answer = self
+            .engine
+            .join(call, JoinRequest { role, offer_sdp }, self.now)?;
+        self.accept_answer(c, &answer.answer_sdp);
+        Ok(answer)
+    }
+
+    /// Sends a datagram from `from` to the SFU (for garbage and spoofing tests).
+    pub fn inject(&mut self, from: SocketAddr, bytes: &[u8]) {
+        self.engine
+            .handle_datagram(self.now, from, SFU_ADDR, BytesMut::from(bytes));
+        self.pump();
+    }
+
+    /// Client `c` sends one audio packet (a 20 ms Opus-like frame).
+    pub fn send_audio(&mut self, c: ClientId) {
+        self.counter += 1;
+        let payload = make_payload([0x78, 0x01], self.counter, 100);
+        let now = self.now;
+        self.clients[c].send(MediaKind::Audio, payload, true, 960, now);
+        self.pump();
+    }
+
+    /// Client `c` sends one video frame of `packets` packets (VP8-like; keyframe or not).
+    pub fn send_video_frame(&mut self, c: ClientId, keyframe: bool, packets: usize) {
+        let now = self.now;
+        for i in 0..packets {
+            self.counter += 1;
+            let prefix = if i == 0 {
+                [0x10, if keyframe { 0x00 } else { 0x01 }]
+            } else {
+                [0x00, 0x01]
+            };
+            let payload = make_payload(prefix, self.counter, 1000);
+            self.clients[c].send(MediaKind::Video, payload, i + 1 == packets, 3000, now);
+        }
+        self.pump();
+    }
+
+    /// Client `c` asks the SFU for a keyframe on every video track it receives.
+    pub fn send_pli(&mut self, c: ClientId) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        for (rid, ssrc) in client.receivers.clone() {
+            if let Some(mut r) = client.pc.rtp_receiver(rid) {
+                let _ = r.write_rtcp(
+                    now,
+                    vec![Box::new(PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc: ssrc,
+                    })],
+                );
+            }
+        }
+        self.pump();
+    }
+
+    /// Delivers everything in flight, repeatedly, until the wire is quiet.
+    pub fn pump(&mut self) {
+        for _ in 0..64 {
+            let now = self.now;
+            for c in &mut self.clients {
+                c.drain(now, &mut self.wire);
+            }
+            while let Some(t) = self.engine.poll_transmit() {
+                self.wire.push_back((t.destination, t.source, t.contents));
+            }
+            while let Some(e) = self.engine.poll_event() {
+                self.events.push(e);
+            }
+            if self.wire.is_empty() {
+                return;
+            }
+            while let Some((to, from, bytes)) = self.wire.pop_front() {
+                if to == SFU_ADDR {
+                    self.engine.handle_datagram(now, from, SFU_ADDR, bytes);
+                } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
+                    let _ = c.pc.handle_read(TaggedBytesMut {
+                        now,
+                        transport: TransportContext {
+                            local_addr: to,
+                            peer_addr: from,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: bytes,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Advances synthetic time by `duration`, running every timer that falls due (in 5 ms
+    /// steps at most, so exchanges interleave as on a fast network).
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        loop {
+            self.pump();
+            let mut next = end.min(self.now + Duration::from_millis(5));
+            if let Some(t) = self.engine.poll_timeout() {
+                next = next.min(t.max(self.now));
+            }
+            for c in &mut self.clients {
+                if let Some(t) = c.pc.poll_timeout() {
+                    next = next.min(t.max(self.now));
+                }
+            }
+            self.now = next;
+            if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.engine.handle_timeout(self.now);
+            }
+            for c in &mut self.clients {
+                if c.pc.poll_timeout().is_some_and(|t| t <= self.now) {
+                    let _ = c.pc.handle_timeout(self.now);
+                }
+            }
+            if self.now >= end {
+                self.pump();
+                return;
+            }
+        }
+    }
+
+    /// Runs until every client is connected, or `limit` passes. Returns whether they are.
+    pub fn connect_all(&mut self, limit: Duration) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            self.run_for(Duration::from_millis(20));
+            if self.clients.iter().all(|c| c.stats.connected) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Events the engine emitted since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.pump();
+        std::mem::take(&mut self.events)
+    }
+
+    /// Closes a client's peer connection (it vanishes from the network).
+    pub fn close_client(&mut self, c: ClientId) {
+        let _ = self.clients[c].pc.close();
+        self.clients[c].addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    }
+}
