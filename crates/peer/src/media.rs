@@ -73,7 +73,6 @@ pub(crate) fn unix_micros() -> u64 {
 }
 
 impl Output {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         kind: Kind,
         label: &'static str,

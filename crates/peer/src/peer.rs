@@ -20,7 +20,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -56,7 +55,6 @@ fn opus() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: PT_OPUS,
-        ..Default::default()
     }
 }
 
@@ -70,7 +68,6 @@ fn vp8() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: PT_VP8,
-        ..Default::default()
     }
 }
 
@@ -80,12 +77,11 @@ fn h264() -> RTCRtpCodecParameters {
             mime_type: MIME_TYPE_H264.to_owned(),
             clock_rate: 90_000,
             channels: 0,
-            sdp_fmtp_line:
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .to_owned(),
             rtcp_feedback: vec![],
         },
         payload_type: PT_H264,
-        ..Default::default()
     }
 }
 
@@ -347,8 +343,10 @@ impl TestPeer {
         }
         media_engine.register_codec(vp8(), RtpCodecKind::Video)?;
         // NACK generator/responder, RTCP reports, TWCC receiver feedback; no GCC, no pacer.
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
-            .with(Slot::from(keyframe_tap::SLOT), KeyframeRequestTap::default());
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+            Slot::from(keyframe_tap::SLOT),
+            KeyframeRequestTap::default(),
+        );
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
@@ -422,7 +420,9 @@ impl TestPeer {
             let transceiver = transceiver_of(pc.as_ref(), sender.as_ref()).await?;
             if kind == Kind::Video && cfg.video_codec == VideoCodec::H264 {
                 // The track's codec alone would make H.264 the only one offered.
-                transceiver.set_codec_preferences(vec![h264(), vp8()]).await?;
+                transceiver
+                    .set_codec_preferences(vec![h264(), vp8()])
+                    .await?;
             }
             let tag = (u32::from(peer_id) << 16) | index as u32;
             outputs.push(Arc::new(Output::new(
@@ -642,10 +642,7 @@ impl TestPeer {
                 .write_rtcp(vec![Box::new(pli)])
                 .await
                 .map_err(|e| anyhow!("{}: sending PLI: {e}", self.cfg.name))?;
-            self.shared
-                .video
-                .plis_sent
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.video.plis_sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(targets.len())
     }
@@ -694,7 +691,9 @@ impl TestPeer {
     /// After applying a remote description: the payload type each output must stamp, or none
     /// if the remote does not receive on that m-line.
     async fn resolve_payload_types(&self) -> anyhow::Result<()> {
-        let video = self.negotiated_video_codec().unwrap_or(self.cfg.video_codec);
+        let video = self
+            .negotiated_video_codec()
+            .unwrap_or(self.cfg.video_codec);
         for out in self.outputs.iter() {
             let (mime, format) = match out.kind {
                 Kind::Audio => (MIME_TYPE_OPUS, PayloadFormat::Opus),
@@ -791,7 +790,10 @@ mod tests {
         assert!(sdp_video_has_codec(sdp, "H264"));
         assert!(sdp_video_has_codec(sdp, "vp8"));
         assert!(!sdp_video_has_codec(sdp, "opus"));
-        assert!(!sdp_video_has_codec("m=video 9 X 96\r\na=rtpmap:96 VP8/90000", "H264"));
+        assert!(!sdp_video_has_codec(
+            "m=video 9 X 96\r\na=rtpmap:96 VP8/90000",
+            "H264"
+        ));
     }
 
     #[test]

@@ -136,7 +136,12 @@ mod tests {
                 true,
                 true,
             ),
-            (BuiltinProfile::MerchantVideo, SourceSet::CAMERAS, true, true),
+            (
+                BuiltinProfile::MerchantVideo,
+                SourceSet::CAMERAS,
+                true,
+                true,
+            ),
             (BuiltinProfile::AudioOnly, SourceSet::EMPTY, false, false),
         ];
         for (builtin, customer_lenses, merchant_camera_on, merchant_screen) in table {
@@ -154,7 +159,11 @@ mod tests {
                 merchant_camera_on,
                 "{builtin}"
             );
-            assert_eq!(p.merchant.allows_screen_share(), merchant_screen, "{builtin}");
+            assert_eq!(
+                p.merchant.allows_screen_share(),
+                merchant_screen,
+                "{builtin}"
+            );
             for role in Role::ALL {
                 assert!(p.role(role).allows_microphone(), "{builtin} {role}");
             }

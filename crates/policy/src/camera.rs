@@ -126,7 +126,11 @@ mod tests {
         u.stop(t0 + s(5)); // earlier than the start: counts as 10
         assert_eq!(u.accumulated(), Duration::ZERO);
         u.start(t0 + s(20));
-        assert_eq!(u.total(t0), Duration::ZERO, "now before latest counts as latest");
+        assert_eq!(
+            u.total(t0),
+            Duration::ZERO,
+            "now before latest counts as latest"
+        );
         assert_eq!(u.total(t0 + s(21)), s(1));
     }
 }

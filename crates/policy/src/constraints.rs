@@ -117,13 +117,17 @@ impl VideoCaps {
 
     /// The first field outside its [`CapField::range`], with its value.
     pub fn first_out_of_range(&self) -> Option<(CapField, u32)> {
-        [CapField::MaxWidth, CapField::MaxHeight, CapField::MaxFrameRate]
-            .into_iter()
-            .map(|field| (field, self.get(field)))
-            .find(|&(field, value)| {
-                let (min, max) = field.range();
-                !(min..=max).contains(&value)
-            })
+        [
+            CapField::MaxWidth,
+            CapField::MaxHeight,
+            CapField::MaxFrameRate,
+        ]
+        .into_iter()
+        .map(|field| (field, self.get(field)))
+        .find(|&(field, value)| {
+            let (min, max) = field.range();
+            !(min..=max).contains(&value)
+        })
     }
 }
 

@@ -34,7 +34,9 @@ impl MerchantStanding {
 }
 
 /// What happens to a call whose merchant is not eligible for video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnIneligible {
     /// The call is created without video (see [`crate::Profile::without_video`]).

@@ -240,7 +240,12 @@ mod tests {
             let audio = profile.without_video();
             assert_eq!(audio.validate(), Ok(()), "{builtin} without video");
             for role in Role::ALL {
-                assert!(!audio.role(role).accepted_sources.intersects(SourceSet::VIDEO));
+                assert!(
+                    !audio
+                        .role(role)
+                        .accepted_sources
+                        .intersects(SourceSet::VIDEO)
+                );
                 assert_eq!(
                     audio.role(role).allows_microphone(),
                     profile.role(role).allows_microphone()
@@ -251,8 +256,12 @@ mod tests {
 
     #[test]
     fn customer_constraints_in_the_default_profile_ask_for_the_rear_lens() {
-        let c = BuiltinProfile::RearCameraOff.profile().constraints(Role::Customer);
-        let camera = c.camera.expect("the default profile gives the customer a camera");
+        let c = BuiltinProfile::RearCameraOff
+            .profile()
+            .constraints(Role::Customer);
+        let camera = c
+            .camera
+            .expect("the default profile gives the customer a camera");
         assert_eq!(camera.facing_mode, Some(FacingMode::Environment));
         assert_eq!(camera.lenses, SourceSet::of(&[Source::CameraRear]));
         assert!(!camera.on_at_join);
@@ -260,13 +269,20 @@ mod tests {
         assert!(c.microphone);
         assert_eq!(c.screen, None);
 
-        let m = BuiltinProfile::RearCameraOff.profile().constraints(Role::Merchant);
+        let m = BuiltinProfile::RearCameraOff
+            .profile()
+            .constraints(Role::Merchant);
         let camera = m.camera.expect("the merchant has a camera");
-        assert_eq!(camera.facing_mode, None, "either lens: the merchant chooses");
+        assert_eq!(
+            camera.facing_mode, None,
+            "either lens: the merchant chooses"
+        );
         assert!(camera.on_at_join);
         assert_eq!(m.screen, Some(VideoCaps::FULL_HD_15));
 
-        let a = BuiltinProfile::AudioOnly.profile().constraints(Role::Customer);
+        let a = BuiltinProfile::AudioOnly
+            .profile()
+            .constraints(Role::Customer);
         assert_eq!(
             a,
             ClientConstraints {

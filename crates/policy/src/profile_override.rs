@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(p.merchant.camera_at_join, CameraAtJoin::Off);
         assert_eq!(p.merchant.accepted_sources, base.merchant.accepted_sources);
         assert_eq!(p.customer.screen_caps.max_width, 640);
-        assert_eq!(p.customer.screen_caps.max_height, base.customer.screen_caps.max_height);
+        assert_eq!(
+            p.customer.screen_caps.max_height,
+            base.customer.screen_caps.max_height
+        );
         assert_eq!(p.customer.camera_caps, base.customer.camera_caps);
     }
 }

@@ -12,8 +12,9 @@ use crate::constraints::FacingMode;
 use crate::role::MediaKind;
 
 /// What a published track declares it carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The microphone (audio).
@@ -93,8 +94,9 @@ impl FromStr for Source {
 
 /// A camera lens: the two camera [`Source`]s as their own type, so a camera command cannot
 /// name a microphone or a screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Lens {
     /// The rear camera ([`Source::CameraRear`]).

@@ -211,7 +211,10 @@ mod tests {
         );
         assert!(!SourceSet::AUDIO.intersects(SourceSet::VIDEO));
         for source in Source::ALL {
-            assert!(SourceSet::of_kind(source.kind()).contains(source), "{source}");
+            assert!(
+                SourceSet::of_kind(source.kind()).contains(source),
+                "{source}"
+            );
             assert_eq!(SourceSet::CAMERAS.contains(source), source.is_camera());
         }
     }

@@ -144,10 +144,7 @@ fn request_camera() {
 
     // Once the customer's camera is on, a request has nothing to ask.
     let mut g = Grants::new(&RearCameraOff.profile(), t0);
-    assert!(
-        g.set_camera(Customer, Customer, On(Rear), t0)
-            .is_allowed()
-    );
+    assert!(g.set_camera(Customer, Customer, On(Rear), t0).is_allowed());
     assert_eq!(
         g.request_camera(Merchant, Customer),
         Decision::Allow(Effects::none(Customer))
@@ -208,7 +205,10 @@ fn a_muted_microphone_stops_audio_and_comes_back() {
     let mut g = Grants::new(&RearCameraOff.profile(), Instant::now());
     let _ = g.set_microphone(Customer, Customer, false);
     assert!(!g.may_forward(Customer, MediaKind::Audio));
-    let e = g.set_microphone(Customer, Customer, true).effects().unwrap();
+    let e = g
+        .set_microphone(Customer, Customer, true)
+        .effects()
+        .unwrap();
     assert_eq!(e.granted, MIC);
     assert!(!e.keyframe_needed(), "audio needs no keyframe");
     assert!(g.may_forward(Customer, MediaKind::Audio));

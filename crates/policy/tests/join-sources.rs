@@ -80,11 +80,7 @@ fn accepted_tracks_carry_the_constraints_to_apply() {
             kind: source.kind(),
         }),
     );
-    let got: Vec<_> = review
-        .tracks
-        .iter()
-        .map(|t| (t.key, t.outcome))
-        .collect();
+    let got: Vec<_> = review.tracks.iter().map(|t| (t.key, t.outcome)).collect();
     assert_eq!(
         got,
         [
@@ -123,7 +119,15 @@ fn a_declared_source_must_match_the_negotiated_kind() {
     let profile = MerchantVideo.profile();
     for source in Source::ALL {
         for kind in MediaKind::ALL {
-            let review = review_join(&profile, Merchant, [DeclaredTrack { key: 7u32, source, kind }]);
+            let review = review_join(
+                &profile,
+                Merchant,
+                [DeclaredTrack {
+                    key: 7u32,
+                    source,
+                    kind,
+                }],
+            );
             let refusal = review.tracks[0].refusal();
             if kind == source.kind() {
                 assert_eq!(refusal, None, "{source} on {kind}");
@@ -144,16 +148,27 @@ fn a_declared_source_must_match_the_negotiated_kind() {
         negotiated: MediaKind::Audio,
     }
     .to_string();
-    assert_eq!(text, "declared source camera_rear is video but the m-line is audio");
+    assert_eq!(
+        text,
+        "declared source camera_rear is video but the m-line is audio"
+    );
 }
+
+/// (what the row checks, the declared tracks, the refusal expected for each).
+type Case = (
+    &'static str,
+    Vec<DeclaredTrack<&'static str>>,
+    Vec<Option<TrackRefusal>>,
+);
 
 #[test]
 fn duplicates_and_the_order_of_checks() {
-    let t = |key: &'static str, source: Source, kind: MediaKind| DeclaredTrack { key, source, kind };
+    let t =
+        |key: &'static str, source: Source, kind: MediaKind| DeclaredTrack { key, source, kind };
     let v = MediaKind::Video;
     let a = MediaKind::Audio;
     #[rustfmt::skip]
-    let table: [(&str, Vec<DeclaredTrack<&str>>, Vec<Option<TrackRefusal>>); 5] = [
+    let table: [Case; 5] = [
         ("same key twice: the second is refused even if valid",
          vec![t("0", Microphone, a), t("0", CameraRear, v)],
          vec![None, Some(TrackRefusal::DuplicateKey)]),

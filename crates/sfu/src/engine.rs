@@ -405,8 +405,9 @@ impl Engine {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        let media = crate::demux::classify(&datagram) == Some(crate::demux::DatagramKind::Rtp);
         if p.transport
-            .handle_datagram(now, local, from, datagram)
+            .handle_datagram(now, local, from, datagram, media)
             .is_err()
         {
             p.dropped.add(DropReason::TransportRejected);

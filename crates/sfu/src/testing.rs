@@ -423,6 +423,12 @@ impl SimNet {
         self.pump();
     }
 
+    /// Sends a datagram from client `c`'s own address (for garbage and replay tests).
+    pub fn inject_from_client(&mut self, c: ClientId, bytes: &[u8]) {
+        let from = self.clients[c].addr;
+        self.inject(from, bytes);
+    }
+
     /// Client `c` sends one audio packet (a 20 ms Opus-like frame).
     pub fn send_audio(&mut self, c: ClientId) {
         self.counter += 1;

@@ -6,6 +6,8 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -135,6 +137,8 @@ pub(crate) enum Inbound {
 /// One participant's peer connection.
 pub(crate) struct Transport {
     pc: RTCPeerConnection,
+    /// Packets that got through SRTP into the interceptor chain (see [`KeyframeRequestTap`]).
+    delivered: Arc<AtomicU64>,
     legs: Vec<SendLeg>,
     mline_kinds: Vec<(String, MediaKind, u8)>,
     pending: VecDeque<Inbound>,
@@ -151,7 +155,12 @@ impl Transport {
         mut next_ssrc: impl FnMut() -> u32,
     ) -> Result<(Transport, String), Error> {
         let (mut media, audio_codec, video_codec) = media_engine(summary)?;
-        let registry = Registry::new().with(Slot::from(14_000), KeyframeRequestTap::default());
+        let delivered = Arc::new(AtomicU64::new(0));
+        let tap = KeyframeRequestTap {
+            delivered: delivered.clone(),
+            ..Default::default()
+        };
+        let registry = Registry::new().with(Slot::from(14_000), tap);
         let registry = configure_nack(registry, &mut media);
         let registry = configure_rtcp_reports(registry);
         let registry =
@@ -289,6 +298,7 @@ impl Transport {
         Ok((
             Transport {
                 pc,
+                delivered,
                 legs,
                 mline_kinds,
                 pending: VecDeque::new(),
@@ -303,13 +313,17 @@ impl Transport {
     }
 
     /// Feeds one received datagram. `local` must be one of our host candidate addresses.
+    /// For SRTP/SRTCP (`media`), fails when the stack dropped it (authentication, replay,
+    /// unknown stream): the stack only logs those.
     pub(crate) fn handle_datagram(
         &mut self,
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
         data: BytesMut,
+        media: bool,
     ) -> Result<(), ()> {
+        let before = self.delivered.load(Ordering::Relaxed);
         self.pc
             .handle_read(TaggedBytesMut {
                 now,
@@ -321,7 +335,11 @@ impl Transport {
                 },
                 message: data,
             })
-            .map_err(|_| ())
+            .map_err(|_| ())?;
+        if media && self.delivered.load(Ordering::Relaxed) == before {
+            return Err(());
+        }
+        Ok(())
     }
 
     /// Sends an RTP packet on `leg` (header already rewritten for this leg).
@@ -614,10 +632,15 @@ fn media_engine(
 
 /// Lets keyframe requests (PLI, FIR) reach the engine instead of ending in the interceptor
 /// chain (FINDINGS trap 3). Marks them; everything else passes untouched.
+///
+/// It also counts every RTP/RTCP packet that made it through SRTP and into the chain, so
+/// the engine can count what the stack dropped silently (bad authentication, replays:
+/// FINDINGS trap 5).
 #[derive(Default)]
 pub(crate) struct KeyframeRequestTap {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+    delivered: Arc<AtomicU64>,
 }
 
 impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
@@ -628,6 +651,7 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let wanted = packets.iter().any(|p| {
                 let any = p.as_any();

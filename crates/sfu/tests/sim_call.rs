@@ -65,6 +65,10 @@ fn media_flows_both_ways_and_the_call_ends_cleanly() {
         "PLI relayed to the sender"
     );
 
+    // Nothing legitimate was dropped: SRTP, SRTCP (reports, NACK, TWCC feedback) all accepted.
+    let dropped = net.engine.metrics().dropped;
+    assert_eq!(dropped.total(), 0, "{dropped:?}");
+
     let stats = net.engine.call_stats(call, net.now).unwrap();
     assert_eq!(stats.participants.len(), 2);
     assert!(stats.connected_for.is_some());
