@@ -454,6 +454,48 @@ impl SimNet {
         self.pump();
     }
 
+    /// Client `c` encrypts `frames` video frames of `packets` packets each (the first a
+    /// keyframe) and returns the datagrams instead of delivering them: the engine's input
+    /// for a forwarding benchmark. Each datagram can be fed once (SRTP replay protection).
+    pub fn capture_video(&mut self, c: ClientId, frames: usize, packets: usize) -> Vec<BytesMut> {
+        self.pump();
+        let now = self.now;
+        let mut out = Vec::with_capacity(frames * packets);
+        for f in 0..frames {
+            for i in 0..packets {
+                self.counter += 1;
+                let prefix = if i == 0 {
+                    [0x10, if f == 0 { 0x00 } else { 0x01 }]
+                } else {
+                    [0x00, 0x01]
+                };
+                let payload = make_payload(prefix, self.counter, 1000);
+                self.clients[c].send(MediaKind::Video, payload, i + 1 == packets, 3000, now);
+            }
+            while let Some(m) = self.clients[c].pc.poll_write() {
+                if m.transport.peer_addr == SFU_ADDR {
+                    out.push(m.message);
+                }
+            }
+        }
+        out
+    }
+
+    /// Feeds datagrams from client `c` to the engine and drains what it sends, discarding
+    /// it. Returns the number of datagrams the engine sent.
+    pub fn feed(&mut self, c: ClientId, datagrams: Vec<BytesMut>) -> usize {
+        let from = self.clients[c].addr;
+        let now = self.now;
+        let mut sent = 0;
+        for d in datagrams {
+            self.engine.handle_datagram(now, from, SFU_ADDR, d);
+            while self.engine.poll_transmit().is_some() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Client `c` asks the SFU for a keyframe on every video track it receives.
     pub fn send_pli(&mut self, c: ClientId) {
         let now = self.now;

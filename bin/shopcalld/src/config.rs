@@ -1,0 +1,641 @@
+//! Config: the daemon's settings, from flags, `SHOPCALL_*` environment variables and an
+//! optional TOML file.
+//!
+//! Precedence, per setting: flag > environment > config file > default. Every setting has a
+//! default, so `shopcalld` starts with no arguments. [`Config::load`] validates everything
+//! before anything binds a socket, and names the source of a bad value in its message.
+//!
+//! The config file uses the long flag names with `_` instead of `-`:
+//!
+//! ```toml
+//! grpc_listen = "127.0.0.1:50051"
+//! metrics_listen = "127.0.0.1:9464"
+//! udp_bind = "0.0.0.0:40000"
+//! announce_ips = ["203.0.113.7"]
+//! max_calls = 10000
+//! video_codecs = ["vp8", "vp9", "h264"]
+//! connect_timeout_secs = 30
+//! shutdown_timeout_secs = 10
+//! log_format = "human"
+//! log_level = "info,rtc=warn,webrtc=warn"
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::Deserialize;
+use sfu::{SfuConfig, VideoCodec};
+use tracing_subscriber::EnvFilter;
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
+/// Default Prometheus listen address.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+/// Default log filter: our own logs at info, the WebRTC stack only when it warns.
+pub const DEFAULT_LOG_LEVEL: &str = "info,rtc=warn,webrtc=warn";
+/// Default time the gRPC server gets to finish in-flight requests at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Command-line flags. Each has an environment variable; none has a clap default, so that
+/// the config file can sit between the environment and the built-in default.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shopcalld",
+    version,
+    about = "shopcall's media server (SFU) for 1:1 merchant/customer video calls, driven over gRPC",
+    long_about = "shopcall's media server (SFU) for 1:1 merchant/customer video calls, driven over \
+gRPC.\n\nEvery setting comes from, in order of precedence: its flag, its SHOPCALL_* environment \
+variable, the TOML file given with --config, or its default. With no arguments, gRPC listens on \
+127.0.0.1:50051, Prometheus metrics on 127.0.0.1:9464/metrics and media on UDP 0.0.0.0:40000."
+)]
+pub struct Cli {
+    /// TOML config file (keys are the long flag names with `_` for `-`).
+    #[arg(long, env = "SHOPCALL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "SHOPCALL_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Prometheus listen address, serving /metrics and /healthz [default: 127.0.0.1:9464].
+    #[arg(long, env = "SHOPCALL_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Address of the one media UDP socket all calls share [default: 0.0.0.0:40000].
+    #[arg(long, env = "SHOPCALL_UDP_BIND", value_name = "ADDR")]
+    pub udp_bind: Option<SocketAddr>,
+    /// Address announced in ICE host candidates; repeat for several (the environment variable
+    /// takes a comma-separated list) [default: this machine's addresses].
+    #[arg(
+        long = "announce-ip",
+        env = "SHOPCALL_ANNOUNCE_IP",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub announce_ips: Vec<IpAddr>,
+    /// Maximum concurrent calls; CreateCall beyond it fails with RESOURCE_EXHAUSTED
+    /// [default: 10000].
+    #[arg(long, env = "SHOPCALL_MAX_CALLS", value_name = "N")]
+    pub max_calls: Option<usize>,
+    /// Video codecs in order of preference, comma-separated; must contain vp8
+    /// [default: vp8,vp9,h264].
+    #[arg(
+        long,
+        env = "SHOPCALL_VIDEO_CODECS",
+        value_name = "CODECS",
+        value_delimiter = ',',
+        value_parser = parse_video_codec
+    )]
+    pub video_codecs: Vec<VideoCodec>,
+    /// Seconds a participant may take to connect (ICE + DTLS) after Join before it is removed
+    /// [default: 30].
+    #[arg(long, env = "SHOPCALL_CONNECT_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub connect_timeout_secs: Option<u64>,
+    /// Seconds the gRPC server gets to finish in-flight requests at shutdown [default: 10].
+    #[arg(long, env = "SHOPCALL_SHUTDOWN_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Log format [default: human].
+    #[arg(long, env = "SHOPCALL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, RUST_LOG style, e.g. `debug` or `info,sfu=debug`
+    /// [default: info,rtc=warn,webrtc=warn].
+    #[arg(long, env = "SHOPCALL_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// The TOML config file. Unknown keys are refused, so a typo does not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    grpc_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    udp_bind: Option<SocketAddr>,
+    announce_ips: Option<Vec<IpAddr>>,
+    max_calls: Option<usize>,
+    video_codecs: Option<Vec<String>>,
+    connect_timeout_secs: Option<u64>,
+    shutdown_timeout_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag.
+    Flag,
+    /// A `SHOPCALL_*` environment variable.
+    Env,
+    /// The config file.
+    File,
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Env => "env",
+            Source::File => "file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// One setting's names: its config-file key (also the clap argument id), flag and variable.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    file: &'static str,
+    flag: &'static str,
+    env: &'static str,
+}
+
+macro_rules! key {
+    ($file:literal, $flag:literal, $env:literal) => {
+        Key {
+            file: $file,
+            flag: $flag,
+            env: $env,
+        }
+    };
+}
+
+const GRPC_LISTEN: Key = key!("grpc_listen", "--grpc-listen", "SHOPCALL_GRPC_LISTEN");
+const METRICS_LISTEN: Key = key!(
+    "metrics_listen",
+    "--metrics-listen",
+    "SHOPCALL_METRICS_LISTEN"
+);
+const UDP_BIND: Key = key!("udp_bind", "--udp-bind", "SHOPCALL_UDP_BIND");
+const ANNOUNCE_IPS: Key = key!("announce_ips", "--announce-ip", "SHOPCALL_ANNOUNCE_IP");
+const MAX_CALLS: Key = key!("max_calls", "--max-calls", "SHOPCALL_MAX_CALLS");
+const VIDEO_CODECS: Key = key!("video_codecs", "--video-codecs", "SHOPCALL_VIDEO_CODECS");
+const CONNECT_TIMEOUT: Key = key!(
+    "connect_timeout_secs",
+    "--connect-timeout-secs",
+    "SHOPCALL_CONNECT_TIMEOUT_SECS"
+);
+const SHUTDOWN_TIMEOUT: Key = key!(
+    "shutdown_timeout_secs",
+    "--shutdown-timeout-secs",
+    "SHOPCALL_SHUTDOWN_TIMEOUT_SECS"
+);
+const LOG_FORMAT: Key = key!("log_format", "--log-format", "SHOPCALL_LOG_FORMAT");
+const LOG_LEVEL: Key = key!("log_level", "--log-level", "SHOPCALL_LOG_LEVEL");
+
+/// One effective setting, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The setting's name (its config-file key).
+    pub name: &'static str,
+    /// Its value, as text.
+    pub value: String,
+    /// Where the value came from.
+    pub source: Source,
+}
+
+/// The daemon's effective, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// Prometheus (`/metrics`, `/healthz`) listen address.
+    pub metrics_listen: SocketAddr,
+    /// Time the gRPC server gets to finish in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (validated: [`EnvFilter`] accepts it).
+    pub log_level: String,
+    /// The SFU's configuration (validated).
+    pub sfu: SfuConfig,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    settings: Vec<Setting>,
+}
+
+impl Config {
+    /// Parses the process's arguments and environment, reads the config file, and validates.
+    /// `--help`, `--version` and malformed flags exit the process (clap's behaviour).
+    pub fn load() -> anyhow::Result<Config> {
+        let matches = Cli::command().get_matches();
+        Config::from_matches(&matches)
+    }
+
+    /// Like [`Config::load`], from the given arguments (the first is the program name).
+    /// The environment is still read.
+    pub fn try_from_args<I, T>(args: I) -> anyhow::Result<Config>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        Config::from_matches(&matches)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> anyhow::Result<Config> {
+        let cli = Cli::from_arg_matches(matches)?;
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Resolver {
+            matches,
+            file_path: cli.config.as_deref(),
+            settings: Vec::new(),
+        }
+        .resolve(cli, file)
+    }
+
+    /// Every effective setting with its source, in a stable order.
+    pub fn settings(&self) -> &[Setting] {
+        &self.settings
+    }
+}
+
+/// Reads and parses the config file.
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Parses one video codec name (`vp8`, `vp9`, `h264`, any case).
+fn parse_video_codec(name: &str) -> Result<VideoCodec, String> {
+    VideoCodec::from_name(name.trim())
+        .ok_or_else(|| format!("unknown video codec {name:?} (known: vp8, vp9, h264)"))
+}
+
+/// Merges flag/env, file and default, and records each value's source.
+struct Resolver<'a> {
+    matches: &'a ArgMatches,
+    file_path: Option<&'a Path>,
+    settings: Vec<Setting>,
+}
+
+impl Resolver<'_> {
+    /// Where a flag-or-environment value came from.
+    fn cli_source(&self, key: Key) -> Source {
+        match self.matches.value_source(key.file) {
+            Some(ValueSource::EnvVariable) => Source::Env,
+            _ => Source::Flag,
+        }
+    }
+
+    /// Picks flag/env over file over default.
+    fn pick<T>(&self, key: Key, cli: Option<T>, file: Option<T>, default: T) -> (T, Source) {
+        match (cli, file) {
+            (Some(v), _) => (v, self.cli_source(key)),
+            (None, Some(v)) => (v, Source::File),
+            (None, None) => (default, Source::Default),
+        }
+    }
+
+    /// Records the effective value of a setting.
+    fn record(&mut self, key: Key, value: impl fmt::Display, source: Source) {
+        self.settings.push(Setting {
+            name: key.file,
+            value: value.to_string(),
+            source,
+        });
+    }
+
+    /// Says where a value came from, for error messages.
+    fn origin(&self, key: Key, source: Source) -> String {
+        match source {
+            Source::Flag => key.flag.to_owned(),
+            Source::Env => key.env.to_owned(),
+            Source::File => format!(
+                "`{}` in {}",
+                key.file,
+                self.file_path.map_or("the config file".into(), |p| p
+                    .display()
+                    .to_string())
+            ),
+            Source::Default => format!("the default {}", key.file),
+        }
+    }
+
+    fn resolve(mut self, cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
+        let sfu_defaults = SfuConfig::default();
+
+        let (grpc_listen, grpc_src) =
+            self.pick(GRPC_LISTEN, cli.grpc_listen, file.grpc_listen, DEFAULT_GRPC_LISTEN);
+        let (metrics_listen, metrics_src) = self.pick(
+            METRICS_LISTEN,
+            cli.metrics_listen,
+            file.metrics_listen,
+            DEFAULT_METRICS_LISTEN,
+        );
+        if grpc_listen == metrics_listen && grpc_listen.port() != 0 {
+            bail!(
+                "grpc_listen ({}) and metrics_listen ({}) are both {grpc_listen}: they need \
+                 different ports",
+                self.origin(GRPC_LISTEN, grpc_src),
+                self.origin(METRICS_LISTEN, metrics_src),
+            );
+        }
+        self.record(GRPC_LISTEN, grpc_listen, grpc_src);
+        self.record(METRICS_LISTEN, metrics_listen, metrics_src);
+
+        let (udp_bind, udp_src) =
+            self.pick(UDP_BIND, cli.udp_bind, file.udp_bind, sfu_defaults.udp_bind);
+        self.record(UDP_BIND, udp_bind, udp_src);
+
+        let cli_ips = (!cli.announce_ips.is_empty()).then_some(cli.announce_ips);
+        let (announce_ips, ips_src) =
+            self.pick(ANNOUNCE_IPS, cli_ips, file.announce_ips, Vec::new());
+        for ip in &announce_ips {
+            if ip.is_unspecified() {
+                bail!(
+                    "announce ip {ip} (from {}) is unspecified: announce a concrete address \
+                     that clients can reach",
+                    self.origin(ANNOUNCE_IPS, ips_src)
+                );
+            }
+            if udp_bind.is_ipv4() && ip.is_ipv6() {
+                bail!(
+                    "announce ip {ip} (from {}) is IPv6 but the media socket binds IPv4 \
+                     address {udp_bind} (from {}): announce an IPv4 address or bind [::]",
+                    self.origin(ANNOUNCE_IPS, ips_src),
+                    self.origin(UDP_BIND, udp_src)
+                );
+            }
+        }
+        let ips_text = if announce_ips.is_empty() {
+            "this machine's addresses".to_owned()
+        } else {
+            join(&announce_ips)
+        };
+        self.record(ANNOUNCE_IPS, ips_text, ips_src);
+
+        let (max_calls, max_src) = self.pick(
+            MAX_CALLS,
+            cli.max_calls,
+            file.max_calls,
+            sfu_defaults.max_calls,
+        );
+        if max_calls == 0 {
+            bail!(
+                "max_calls is 0 (from {}): no call could ever be created",
+                self.origin(MAX_CALLS, max_src)
+            );
+        }
+        self.record(MAX_CALLS, max_calls, max_src);
+
+        let file_codecs = match file.video_codecs {
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|n| parse_video_codec(n))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        anyhow::anyhow!("{} is invalid: {e}", self.origin(VIDEO_CODECS, Source::File))
+                    })?,
+            ),
+            None => None,
+        };
+        let cli_codecs = (!cli.video_codecs.is_empty()).then_some(cli.video_codecs);
+        let (video_codecs, codecs_src) = self.pick(
+            VIDEO_CODECS,
+            cli_codecs,
+            file_codecs,
+            sfu_defaults.video_codecs.clone(),
+        );
+        for (i, codec) in video_codecs.iter().enumerate() {
+            if video_codecs[..i].contains(codec) {
+                bail!(
+                    "video codec {codec} is listed twice (from {})",
+                    self.origin(VIDEO_CODECS, codecs_src)
+                );
+            }
+        }
+        if !video_codecs.contains(&VideoCodec::Vp8) {
+            bail!(
+                "video_codecs {} (from {}) must contain vp8: it is the one codec every browser \
+                 offers",
+                join(&video_codecs),
+                self.origin(VIDEO_CODECS, codecs_src)
+            );
+        }
+        self.record(VIDEO_CODECS, join(&video_codecs), codecs_src);
+
+        let (connect_secs, connect_src) = self.pick(
+            CONNECT_TIMEOUT,
+            cli.connect_timeout_secs,
+            file.connect_timeout_secs,
+            sfu_defaults.connect_timeout.as_secs(),
+        );
+        if connect_secs == 0 {
+            bail!(
+                "connect_timeout_secs is 0 (from {}): no participant could ever connect",
+                self.origin(CONNECT_TIMEOUT, connect_src)
+            );
+        }
+        self.record(CONNECT_TIMEOUT, connect_secs, connect_src);
+
+        let (shutdown_secs, shutdown_src) = self.pick(
+            SHUTDOWN_TIMEOUT,
+            cli.shutdown_timeout_secs,
+            file.shutdown_timeout_secs,
+            DEFAULT_SHUTDOWN_TIMEOUT.as_secs(),
+        );
+        if shutdown_secs == 0 {
+            bail!(
+                "shutdown_timeout_secs is 0 (from {}): in-flight requests need time to finish",
+                self.origin(SHUTDOWN_TIMEOUT, shutdown_src)
+            );
+        }
+        self.record(SHUTDOWN_TIMEOUT, shutdown_secs, shutdown_src);
+
+        let (log_format, format_src) =
+            self.pick(LOG_FORMAT, cli.log_format, file.log_format, LogFormat::Human);
+        self.record(LOG_FORMAT, log_format, format_src);
+
+        let (log_level, level_src) = self.pick(
+            LOG_LEVEL,
+            cli.log_level,
+            file.log_level,
+            DEFAULT_LOG_LEVEL.to_owned(),
+        );
+        if let Err(e) = EnvFilter::builder().parse(&log_level) {
+            bail!(
+                "log_level {log_level:?} (from {}) is not a valid filter: {e}",
+                self.origin(LOG_LEVEL, level_src)
+            );
+        }
+        self.record(LOG_LEVEL, &log_level, level_src);
+
+        let sfu = SfuConfig {
+            udp_bind,
+            announce_ips,
+            max_calls,
+            video_codecs,
+            connect_timeout: Duration::from_secs(connect_secs),
+            ..sfu_defaults
+        };
+        sfu.validate().context("invalid media configuration")?;
+
+        Ok(Config {
+            grpc_listen,
+            metrics_listen,
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            log_format,
+            log_level,
+            sfu,
+            config_file: cli.config,
+            settings: self.settings,
+        })
+    }
+}
+
+/// `a, b, c`.
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `args` (after the program name). Only works for settings whose environment
+    /// variables are unset, which is the case in the test environment.
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        Config::try_from_args(std::iter::once("shopcalld").chain(args.iter().copied()))
+    }
+
+    fn source_of(config: &Config, name: &str) -> Source {
+        config
+            .settings()
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.source)
+            .expect("every setting is recorded")
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("shopcalld-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("temp dir is writable");
+        path
+    }
+
+    #[test]
+    fn no_arguments_gives_the_documented_defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.sfu.udp_bind.to_string(), "0.0.0.0:40000");
+        assert!(c.sfu.announce_ips.is_empty());
+        assert_eq!(c.log_format, LogFormat::Human);
+        assert_eq!(c.log_level, DEFAULT_LOG_LEVEL);
+        assert!(c.settings().iter().all(|s| s.source == Source::Default));
+        assert_eq!(c.settings().len(), 10);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let path = temp_file(
+            "precedence.toml",
+            "max_calls = 5\nudp_bind = \"127.0.0.1:0\"\nvideo_codecs = [\"h264\", \"vp8\"]\n",
+        );
+        let c = parse(&["--config", path.to_str().unwrap(), "--max-calls", "7"]).unwrap();
+        assert_eq!(c.sfu.max_calls, 7);
+        assert_eq!(source_of(&c, "max_calls"), Source::Flag);
+        assert_eq!(c.sfu.udp_bind.to_string(), "127.0.0.1:0");
+        assert_eq!(source_of(&c, "udp_bind"), Source::File);
+        assert_eq!(c.sfu.video_codecs, vec![VideoCodec::H264, VideoCodec::Vp8]);
+        assert_eq!(source_of(&c, "grpc_listen"), Source::Default);
+        std::fs::remove_file(path).ok();
+    }
+
+    #[test]
+    fn repeated_announce_ips_and_codec_lists_parse() {
+        let c = parse(&[
+            "--announce-ip",
+            "127.0.0.1",
+            "--announce-ip",
+            "127.0.0.2",
+            "--video-codecs",
+            "VP8,vp9",
+        ])
+        .unwrap();
+        assert_eq!(c.sfu.announce_ips.len(), 2);
+        assert_eq!(c.sfu.video_codecs, vec![VideoCodec::Vp8, VideoCodec::Vp9]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_source() {
+        let err = parse(&["--max-calls", "0"]).unwrap_err().to_string();
+        assert!(err.contains("max_calls is 0 (from --max-calls)"), "{err}");
+
+        let err = parse(&["--video-codecs", "h264"]).unwrap_err().to_string();
+        assert!(err.contains("must contain vp8"), "{err}");
+
+        let err = parse(&["--video-codecs", "vp8,vp8"]).unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+
+        let err = parse(&["--announce-ip", "0.0.0.0"]).unwrap_err().to_string();
+        assert!(err.contains("unspecified"), "{err}");
+
+        let err = parse(&["--announce-ip", "::1"]).unwrap_err().to_string();
+        assert!(err.contains("is IPv6 but the media socket binds IPv4"), "{err}");
+
+        let err = parse(&["--grpc-listen", "127.0.0.1:9464"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("different ports"), "{err}");
+
+        let err = parse(&["--log-level", "info,=["]).unwrap_err().to_string();
+        assert!(err.contains("not a valid filter"), "{err}");
+
+        let err = parse(&["--video-codecs", "av1"]).unwrap_err().to_string();
+        assert!(err.contains("unknown video codec"), "{err}");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file_and_the_key() {
+        let path = temp_file("typo.toml", "max_cals = 5\n");
+        let err = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        assert!(err.contains("invalid config file"), "{err}");
+        assert!(err.contains("max_cals"), "{err}");
+        std::fs::remove_file(path).ok();
+
+        let path = temp_file("codec.toml", "video_codecs = [\"av1\"]\n");
+        let err = parse(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`video_codecs` in"), "{err}");
+        std::fs::remove_file(path).ok();
+
+        let err = format!("{:#}", parse(&["--config", "/nonexistent/shopcalld.toml"]).unwrap_err());
+        assert!(err.contains("cannot read config file"), "{err}");
+    }
+}
