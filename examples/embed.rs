@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use sfu::policy::Lens;
 use sfu::{CallOptions, Event, JoinRequest, Role, SfuConfig, SfuHandle};
 use shopcall_peer::{MediaPlan, PeerConfig, TestPeer};
 
@@ -19,16 +20,21 @@ async fn main() -> anyhow::Result<()> {
     let mut events = sfu.subscribe()?;
 
     // 2. The signaling side: create a call, take each client's offer, hand back the answer.
-    let call = sfu.create_call(CallOptions::default()).await?;
+    let call = sfu.create_call(CallOptions::default()).await?.id;
     let mut peers = Vec::new();
     for (role, name) in [(Role::Merchant, "merchant"), (Role::Customer, "customer")] {
         let peer = TestPeer::new(PeerConfig::named(name)).await?;
         let offer_sdp = peer.create_offer().await?;
-        let answer = sfu.join(call, JoinRequest { role, offer_sdp }).await?;
+        let answer = sfu.join(call, JoinRequest::new(role, offer_sdp)).await?;
         peer.set_answer(&answer.answer_sdp).await?;
         println!("{role} joined as participant {}", answer.participant);
         peers.push(peer);
     }
+
+    // The default profile opens the customer with the camera off; only the customer can turn
+    // it on (here the "Show the product" button, rear lens).
+    sfu.set_camera(call, Role::Customer, Role::Customer, Some(Lens::Rear))
+        .await?;
 
     // 3. Media both ways.
     for peer in &peers {
@@ -39,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 4. What the SFU saw, and what each client received.
     let stats = sfu.call_stats(call).await?;
-    println!("call {} is {:?}, video codec {:?}", stats.call, stats.state, stats.video_codec);
+    println!(
+        "call {} is {:?}, video codec {:?}",
+        stats.call, stats.state, stats.video_codec
+    );
     for p in &stats.participants {
         println!(
             "  {:<8} in: {} audio / {} video packets, out: {} audio / {} video packets, \

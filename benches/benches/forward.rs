@@ -62,14 +62,21 @@ fn ours(c: &mut Criterion) {
     }
     let allocs = allocations() - before;
     println!("ours/gate+munge: {allocs} allocations in {n} packets");
-    assert_eq!(allocs, 0, "the forwarding gate and munger must not allocate");
-    c.bench_function("ours/gate+munge", |b| b.iter(|| step(black_box(&mut packet))));
+    assert_eq!(
+        allocs, 0,
+        "the forwarding gate and munger must not allocate"
+    );
+    c.bench_function("ours/gate+munge", |b| {
+        b.iter(|| step(black_box(&mut packet)))
+    });
 
     let mut demux = Demux::default();
     let from: SocketAddr = "10.1.2.3:5000".parse().unwrap();
     let p = ParticipantId::from_raw(9);
     for i in 0..1000u64 {
-        let addr: SocketAddr = format!("10.2.{}.{}:4000", i / 250, i % 250).parse().unwrap();
+        let addr: SocketAddr = format!("10.2.{}.{}:4000", i / 250, i % 250)
+            .parse()
+            .unwrap();
         demux.bind_addr(addr, ParticipantId::from_raw(i + 100));
     }
     demux.bind_addr(from, p);
@@ -78,7 +85,10 @@ fn ours(c: &mut Criterion) {
     for _ in 0..n {
         black_box(demux.route(from, &datagram)).ok();
     }
-    println!("ours/demux: {} allocations in {n} datagrams", allocations() - before);
+    println!(
+        "ours/demux: {} allocations in {n} datagrams",
+        allocations() - before
+    );
     c.bench_function("ours/demux", |b| {
         b.iter(|| black_box(demux.route(black_box(from), black_box(&datagram))).ok())
     });
@@ -86,7 +96,11 @@ fn ours(c: &mut Criterion) {
 
 fn engine_hop(c: &mut Criterion) {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net.engine.create_call(CallOptions::default(), net.now).unwrap();
+    let call = net
+        .engine
+        .create_call(CallOptions::default(), net.now)
+        .unwrap()
+        .id;
     let a = net.add_client(ClientOptions::default());
     let b = net.add_client(ClientOptions::default());
     net.join(call, Role::Merchant, a).unwrap();

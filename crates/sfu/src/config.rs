@@ -3,6 +3,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use policy::{EligibilityRules, ProfileSet};
+
+use crate::call::lifecycle::CallLimits;
+
 /// A video codec the SFU can forward. Audio is always Opus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -84,6 +88,12 @@ pub struct SfuConfig {
     pub max_datagrams_per_turn: usize,
     /// Seed for ids and ICE credentials; `None` draws from the OS. Tests set it.
     pub seed: Option<u64>,
+    /// The call profiles (built-ins plus configured ones) and the default.
+    pub profiles: ProfileSet,
+    /// When a merchant's standing allows video.
+    pub eligibility: EligibilityRules,
+    /// Default time limits of a call.
+    pub call_limits: CallLimits,
 }
 
 impl Default for SfuConfig {
@@ -102,6 +112,9 @@ impl Default for SfuConfig {
             connect_timeout: Duration::from_secs(30),
             max_datagrams_per_turn: 256,
             seed: None,
+            profiles: ProfileSet::builtin(),
+            eligibility: EligibilityRules::default(),
+            call_limits: CallLimits::default(),
         }
     }
 }
@@ -133,12 +146,18 @@ impl SfuConfig {
         if let Some(ip) = self.announce_ips.iter().find(|ip| ip.is_unspecified()) {
             return Err(ConfigError::UnspecifiedAnnounceIp(*ip));
         }
+        if let Some(name) = self.call_limits.zero_limit() {
+            return Err(ConfigError::ZeroLimit(name));
+        }
+        self.eligibility
+            .validate()
+            .map_err(ConfigError::Eligibility)?;
         Ok(())
     }
 }
 
 /// A configuration value that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// VP8 is the codec every browser offers; without it two clients may share no codec.
@@ -156,4 +175,10 @@ pub enum ConfigError {
     /// `0.0.0.0` or `::` cannot be announced: clients need a concrete address.
     #[error("announce ip {0} is unspecified: announce a concrete address clients can reach")]
     UnspecifiedAnnounceIp(IpAddr),
+    /// A call time limit of zero would end every call at once.
+    #[error("call limit {0} is 0: every call would end at once")]
+    ZeroLimit(&'static str),
+    /// The eligibility thresholds are out of range.
+    #[error("eligibility: {0}")]
+    Eligibility(policy::EligibilityError),
 }

@@ -42,7 +42,7 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Result<&str, DropReason> {
         return Err(DropReason::MalformedStun);
     }
     let body_len = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
-    if body_len % 4 != 0 || STUN_HEADER + body_len != datagram.len() {
+    if !body_len.is_multiple_of(4) || STUN_HEADER + body_len != datagram.len() {
         return Err(DropReason::MalformedStun);
     }
     let mut i = STUN_HEADER;

@@ -39,6 +39,28 @@ pub enum Error {
     /// The ICE candidate cannot be used.
     #[error("invalid ICE candidate: {0}")]
     InvalidCandidate(String),
+    /// The policy refuses the request (a merchant turning on the customer's camera, a
+    /// camera in an audio-only call...). The reason says which rule.
+    #[error("refused by policy: {0}")]
+    PolicyRefused(policy::Reason),
+    /// The merchant's standing does not allow a video call and the rules say refuse.
+    #[error("merchant not eligible for a video call: {0}")]
+    NotEligible(policy::Ineligible),
+    /// The profile named at CreateCall does not exist, or the overrides make it invalid.
+    #[error("invalid profile: {0}")]
+    InvalidProfile(#[from] policy::ProfileError),
+    /// A request argument is out of range; the message says which and why.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The call's lifecycle does not allow this now (answering a call that is not ringing,
+    /// the initiator answering its own call...).
+    #[error("call {call}: {error}")]
+    WrongState {
+        /// The call.
+        call: CallId,
+        /// What the lifecycle says.
+        error: crate::call::lifecycle::LifecycleError,
+    },
     /// The engine is at its configured call limit.
     #[error("at capacity: {max_calls} concurrent calls")]
     AtCapacity {

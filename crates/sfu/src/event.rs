@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use policy::Role;
+use policy::{Lens, Role};
 
 use crate::ids::{CallId, ParticipantId};
 use crate::stats::CallRecord;
@@ -15,10 +15,19 @@ use crate::stats::CallRecord;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// A call was created and waits for its participants.
+    /// A call was created: it rings until the callee answers.
     CallCreated {
         /// The call.
         call: CallId,
+        /// Who started it.
+        initiator: Role,
+    },
+    /// The callee answered (explicitly, or by joining).
+    CallAnswered {
+        /// The call.
+        call: CallId,
+        /// Time from creation to the answer.
+        answer_latency: Duration,
     },
     /// A participant joined (its SDP answer was produced); media flows once it connects.
     ParticipantJoined {
@@ -52,6 +61,25 @@ pub enum Event {
         /// The call.
         call: CallId,
     },
+    /// A participant's camera was turned on or off (by its owner, or because it left).
+    CameraChanged {
+        /// The call.
+        call: CallId,
+        /// Whose camera.
+        role: Role,
+        /// The lens now on, or `None` when off.
+        lens: Option<Lens>,
+    },
+    /// One side asks the other to turn its camera on. Nothing changes until the owner does;
+    /// the signaling tier shows the request to the owner's client.
+    CameraRequested {
+        /// The call.
+        call: CallId,
+        /// Who asks.
+        by: Role,
+        /// Whose camera.
+        target: Role,
+    },
     /// A participant left the call.
     ParticipantLeft {
         /// The call.
@@ -78,7 +106,10 @@ impl Event {
     /// The call the event belongs to.
     pub fn call(&self) -> CallId {
         match self {
-            Event::CallCreated { call }
+            Event::CallCreated { call, .. }
+            | Event::CallAnswered { call, .. }
+            | Event::CameraChanged { call, .. }
+            | Event::CameraRequested { call, .. }
             | Event::ParticipantJoined { call, .. }
             | Event::ConnectionStateChanged { call, .. }
             | Event::ParticipantConnected { call, .. }
@@ -151,10 +182,21 @@ impl LeaveReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EndReason {
-    /// The signaling tier ended it (EndCall).
+    /// The signaling tier ended it (EndCall) after it was answered.
     Requested,
-    /// A participant left (hung up) after the call had both.
+    /// A participant left (hung up) after the answer.
     ParticipantLeft,
+    /// The callee declined.
+    Declined,
+    /// Nobody answered within the ring timeout. Counts against the merchant's answer rate
+    /// when the customer called.
+    Missed,
+    /// The call was ended before anyone answered.
+    Cancelled,
+    /// The maximum duration passed.
+    MaxDuration,
+    /// No media from anyone for the inactivity timeout.
+    Inactivity,
     /// A participant's transport failed.
     TransportFailed,
     /// The server is shutting down.
@@ -162,24 +204,53 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason.
+    pub const ALL: [EndReason; 9] = [
+        EndReason::Requested,
+        EndReason::ParticipantLeft,
+        EndReason::Declined,
+        EndReason::Missed,
+        EndReason::Cancelled,
+        EndReason::MaxDuration,
+        EndReason::Inactivity,
+        EndReason::TransportFailed,
+        EndReason::ServerShutdown,
+    ];
+
     /// Lower-case name for logs, metrics and the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Requested => "requested",
             EndReason::ParticipantLeft => "participant_left",
+            EndReason::Declined => "declined",
+            EndReason::Missed => "missed",
+            EndReason::Cancelled => "cancelled",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::Inactivity => "inactivity",
             EndReason::TransportFailed => "transport_failed",
             EndReason::ServerShutdown => "server_shutdown",
         }
     }
+
+    /// Whether the call had been answered when it ended this way (the outcomes that count
+    /// as answered for scoring are every reason but declined, missed and cancelled).
+    pub fn was_answered(self) -> bool {
+        !matches!(
+            self,
+            EndReason::Declined | EndReason::Missed | EndReason::Cancelled
+        )
+    }
 }
 
-/// Where a call is in its life.
+/// Where a call is in its life (see [`crate::call::lifecycle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CallState {
-    /// Created; fewer than two participants connected.
-    Waiting,
-    /// Both participants connected.
+    /// Created; waiting for the callee to answer.
+    Ringing,
+    /// Answered; not both participants connected yet.
+    Answered,
+    /// Both participants connected (at least once).
     Connected,
     /// Over. Final.
     Ended(EndReason),
@@ -189,7 +260,8 @@ impl CallState {
     /// Lower-case name for logs and the wire.
     pub fn as_str(self) -> &'static str {
         match self {
-            CallState::Waiting => "waiting",
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
             CallState::Connected => "connected",
             CallState::Ended(_) => "ended",
         }

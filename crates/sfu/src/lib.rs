@@ -73,15 +73,18 @@ pub mod stats;
 pub mod testing;
 mod transport;
 
-pub use call::CallOptions;
+pub use call::lifecycle::{CallLimits, CallLimitsOverride, LifecycleError};
+pub use call::{CallOptions, CreatedCall};
 pub use config::{ConfigError, SfuConfig, SrtpProfile, VideoCodec};
 pub use driver::{SfuHandle, StartError};
-pub use engine::{Engine, JoinAnswer, JoinRequest, Transmit};
+pub use engine::{DeclaredSource, Engine, JoinAnswer, JoinRequest, Transmit};
 pub use error::{Error, OfferError};
 pub use event::{CallState, ConnectionState, EndReason, Event, LeaveReason};
 pub use ids::{CallId, ParseIdError, ParticipantId};
+/// The policy crate, re-exported: profiles, sources, grants, eligibility.
+pub use policy;
 pub use policy::{MediaKind, Role};
 pub use stats::{
-    CallRecord, CallStats, Counter, DropCounters, DropReason, EngineMetrics, KindCounters,
-    LinkQuality, ParticipantStats,
+    CallRecord, CallStats, Counter, DirectionQuality, DropCounters, DropReason, EngineMetrics,
+    KindCounters, LinkQuality, ParticipantStats,
 };

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use policy::{MediaKind, Role};
+use policy::{MediaKind, Role, Source};
 
 use crate::event::ConnectionState;
 use crate::ids::{CallId, ParticipantId};
@@ -13,6 +13,14 @@ use crate::transport::Transport;
 
 /// Most remote addresses remembered per participant (ICE may check a few candidate pairs).
 pub(crate) const MAX_ADDRS: usize = 8;
+
+/// The source the policy accepted for one m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MlineSource {
+    pub kind: MediaKind,
+    pub kind_index: u8,
+    pub source: Source,
+}
 
 /// One participant.
 pub(crate) struct Participant {
@@ -29,6 +37,8 @@ pub(crate) struct Participant {
     pub connected_at: Option<Instant>,
     /// ICE failed at some point (tells ICE failures from DTLS failures).
     pub ice_failed: bool,
+    /// The accepted source of each m-line (refused m-lines are absent).
+    pub sources: Vec<MlineSource>,
     /// Incoming streams.
     pub receivers: Vec<Receiver>,
     /// Outgoing tracks, one per sending m-line.
@@ -43,6 +53,14 @@ pub(crate) struct Participant {
 }
 
 impl Participant {
+    /// The source accepted for the `kind_index`-th m-line of `kind`.
+    pub(crate) fn source_of(&self, kind: MediaKind, kind_index: u8) -> Option<Source> {
+        self.sources
+            .iter()
+            .find(|s| s.kind == kind && s.kind_index == kind_index)
+            .map(|s| s.source)
+    }
+
     /// The receiver for `ssrc`, if the track is known.
     pub(crate) fn receiver_mut(&mut self, ssrc: u32) -> Option<&mut Receiver> {
         self.receivers.iter_mut().find(|r| r.ssrc == ssrc)
@@ -76,6 +94,8 @@ impl Participant {
             dropped: self.dropped,
             keyframe_requests_sent: self.keyframe_requests_sent,
             keyframe_requests_received: self.keyframe_requests_received,
+            video_freezes: self.downtracks.iter().map(|d| d.freezes.count).sum(),
+            video_freeze_duration: self.downtracks.iter().map(|d| d.freezes.duration).sum(),
             uplink,
             downlink,
             joined_for: now.saturating_duration_since(self.joined_at),

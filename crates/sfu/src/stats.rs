@@ -187,6 +187,10 @@ pub struct ParticipantStats {
     pub uplink: LinkQuality,
     /// Quality of the downlink (SFU to this participant), from this participant's reports.
     pub downlink: LinkQuality,
+    /// Video freezes in what the SFU sent to this participant.
+    pub video_freezes: u32,
+    /// Total time frozen.
+    pub video_freeze_duration: Duration,
     /// Time since Join.
     pub joined_for: Duration,
     /// Time connected, if it connected.
@@ -206,21 +210,69 @@ pub struct CallStats {
     pub connected_for: Option<Duration>,
     /// The call's video codec, once the first participant fixed it.
     pub video_codec: Option<crate::VideoCodec>,
+    /// The customer's camera lens while it is on.
+    pub customer_camera: Option<policy::Lens>,
+    /// The merchant's camera lens while it is on.
+    pub merchant_camera: Option<policy::Lens>,
     /// Its participants (present and past).
     pub participants: Vec<ParticipantStats>,
 }
 
-/// What happened in a call, produced once when it ends.
+/// Quality of one direction of a call (what one side sent, as the other received it).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DirectionQuality {
+    /// RTP packets forwarded in this direction.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// Packets lost on the way, sender's uplink plus receiver's downlink, as a fraction of
+    /// those sent (0.0..=1.0), from RTCP receiver reports.
+    pub loss: f64,
+    /// Round-trip time on the receiver's leg.
+    pub rtt: Option<Duration>,
+    /// Interarrival jitter (the larger of the two legs).
+    pub jitter: Option<Duration>,
+    /// Average bitrate over the connected time, bits per second.
+    pub average_bitrate_bps: u64,
+    /// Video freezes.
+    pub freezes: u32,
+    /// Time frozen.
+    pub freeze_duration: Duration,
+}
+
+/// What happened in a call, produced once when it ends: what merchant scoring needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
     /// The call.
     pub call: CallId,
+    /// The signaling tier's merchant id, as given at CreateCall.
+    pub merchant_ref: Option<String>,
+    /// The signaling tier's customer id.
+    pub customer_ref: Option<String>,
+    /// Who started the call.
+    pub initiator: Role,
+    /// The profile it ran under.
+    pub profile: String,
     /// Why it ended.
     pub end_reason: EndReason,
+    /// How long it rang (until answered, or until it ended unanswered).
+    pub ring_duration: Duration,
+    /// Time from creation to the answer, if answered.
+    pub answer_latency: Option<Duration>,
     /// Time from creation to the end.
     pub duration: Duration,
     /// Time both participants were connected at once.
     pub connected_duration: Duration,
+    /// Whether the customer's camera was on at any time.
+    pub customer_camera_used: bool,
+    /// How long the customer's camera was on.
+    pub customer_camera_duration: Duration,
+    /// How long the merchant's camera was on.
+    pub merchant_camera_duration: Duration,
+    /// Merchant to customer.
+    pub to_customer: DirectionQuality,
+    /// Customer to merchant.
+    pub to_merchant: DirectionQuality,
     /// The final statistics of every participant that joined.
     pub participants: Vec<ParticipantStats>,
 }

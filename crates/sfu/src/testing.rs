@@ -374,6 +374,19 @@ impl SimNet {
         }
     }
 
+    /// Creates a call with default options (the merchant initiates).
+    pub fn create_call(&mut self) -> CallId {
+        self.create_call_with(crate::CallOptions::default())
+    }
+
+    /// Creates a call.
+    pub fn create_call_with(&mut self, options: crate::CallOptions) -> CallId {
+        self.engine
+            .create_call(options, self.now)
+            .expect("call created")
+            .id
+    }
+
     /// Adds a client at `10.0.1.<n>:5000`.
     pub fn add_client(&mut self, options: ClientOptions) -> ClientId {
         let n = self.clients.len();
@@ -411,7 +424,7 @@ impl SimNet {
         let offer_sdp = self.offer(c);
         let answer = self
             .engine
-            .join(call, JoinRequest { role, offer_sdp }, self.now)?;
+            .join(call, JoinRequest::new(role, offer_sdp), self.now)?;
         self.accept_answer(c, &answer.answer_sdp);
         Ok(answer)
     }

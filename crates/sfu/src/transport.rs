@@ -37,7 +37,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
@@ -145,11 +145,14 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    /// Builds the peer connection for `offer` and returns it with the SDP answer.
+    /// Builds the peer connection for `offer` and returns it with the SDP answer. The
+    /// m-lines whose mids are in `refused` are answered inactive: nothing is sent or received
+    /// on them, and the client does not wait for anything.
     pub(crate) fn accept_offer(
         settings: &TransportSettings,
         offer_sdp: String,
         summary: &OfferSummary,
+        refused: &[String],
         ice: &IceCredentials,
         now: Instant,
         mut next_ssrc: impl FnMut() -> u32,
@@ -206,7 +209,8 @@ impl Transport {
             .map_err(|e| OfferError::Rejected(e.to_string()))?;
 
         // One sending track per m-line, in m-line order: add_track binds each to the first
-        // transceiver of its kind that has no sender yet.
+        // transceiver of its kind that has no sender yet, so binding is positional. Refused
+        // m-lines get a track too (keeping the order) and are then set inactive.
         let mut pending_legs = Vec::with_capacity(summary.mlines.len());
         for mline in &summary.mlines {
             let (kind, codec) = match mline.kind {
@@ -232,7 +236,19 @@ impl Transport {
             let sender = pc
                 .add_track(track)
                 .map_err(|e| Error::internal("adding a sending track", e))?;
-            pending_legs.push((mline.kind, mline.kind_index, sender, ssrc, codec.clock_rate));
+            if !refused.contains(&mline.mid) {
+                pending_legs.push((mline.kind, mline.kind_index, sender, ssrc, codec.clock_rate));
+            }
+        }
+        if !refused.is_empty() {
+            let ids: Vec<_> = pc.get_transceivers().collect();
+            for id in ids {
+                if let Some(mut t) = pc.rtp_transceiver(id)
+                    && t.mid().as_ref().is_some_and(|m| refused.contains(m))
+                {
+                    t.set_direction(RTCRtpTransceiverDirection::Inactive);
+                }
+            }
         }
 
         for addr in &settings.candidates {
@@ -531,11 +547,9 @@ impl Transport {
                             .map_or(s.fraction_lost, |o| o.max(s.fraction_lost)),
                     );
                 }
-                RTCStatsReportEntry::RemoteOutboundRtp(s) => {
-                    if s.round_trip_time_measurements > 0 {
-                        let rtt = std::time::Duration::from_secs_f64(s.round_trip_time.max(0.0));
-                        up.rtt = Some(up.rtt.map_or(rtt, |o| o.max(rtt)));
-                    }
+                RTCStatsReportEntry::RemoteOutboundRtp(s) if s.round_trip_time_measurements > 0 => {
+                    let rtt = std::time::Duration::from_secs_f64(s.round_trip_time.max(0.0));
+                    up.rtt = Some(up.rtt.map_or(rtt, |o| o.max(rtt)));
                 }
                 _ => {}
             }

@@ -5,14 +5,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sfu::testing::{ClientOptions, SFU_ADDR, SimNet};
-use sfu::{CallOptions, DropReason, Role, SfuConfig};
+use sfu::{DropReason, Role, SfuConfig};
 
 fn connected_call() -> (SimNet, usize, usize) {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let m = net.add_client(ClientOptions::default());
     let c = net.add_client(ClientOptions::default());
     net.join(call, Role::Merchant, m).unwrap();

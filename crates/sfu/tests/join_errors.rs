@@ -8,10 +8,7 @@ use sfu::{CallOptions, EndReason, Error, Event, JoinRequest, LeaveReason, Role, 
 #[test]
 fn a_third_participant_and_a_taken_role_are_refused() {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions::default());
     let b = net.add_client(ClientOptions::default());
     let c = net.add_client(ClientOptions::default());
@@ -43,10 +40,7 @@ fn a_third_participant_and_a_taken_role_are_refused() {
 #[test]
 fn malformed_offers_leave_no_state() {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions::default());
     let good = net.offer(a);
     let bad = [
@@ -62,14 +56,7 @@ fn malformed_offers_leave_no_state() {
     for sdp in bad {
         let err = net
             .engine
-            .join(
-                call,
-                JoinRequest {
-                    role: Role::Merchant,
-                    offer_sdp: sdp,
-                },
-                net.now,
-            )
+            .join(call, JoinRequest::new(Role::Merchant, sdp), net.now)
             .unwrap_err();
         assert!(matches!(err, Error::InvalidOffer(_)), "{err}");
         assert!(!err.to_string().is_empty());
@@ -98,21 +85,18 @@ fn unknown_ids_are_not_found_and_an_ended_call_is_forgotten() {
     let ghost = sfu::CallId::from_raw(42);
     let err = net
         .engine
-        .join(
-            ghost,
-            JoinRequest {
-                role: Role::Customer,
-                offer_sdp: String::new(),
-            },
-            now,
-        )
+        .join(ghost, JoinRequest::new(Role::Customer, String::new()), now)
         .unwrap_err();
     assert!(matches!(err, Error::CallNotFound(id) if id == ghost));
     assert!(matches!(
         net.engine.leave(sfu::ParticipantId::from_raw(1), now),
         Err(Error::ParticipantNotFound(_))
     ));
-    let call = net.engine.create_call(CallOptions::default(), now).unwrap();
+    let call = net
+        .engine
+        .create_call(CallOptions::default(), now)
+        .unwrap()
+        .id;
     net.engine
         .end_call(call, EndReason::Requested, now)
         .unwrap();
@@ -130,23 +114,13 @@ fn a_participant_that_never_connects_is_removed_after_the_connect_timeout() {
         ..SfuConfig::default()
     };
     let mut net = SimNet::new(config);
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions::default());
     let offer_sdp = net.offer(a);
     // The client never gets the answer: it never runs ICE.
     let joined = net
         .engine
-        .join(
-            call,
-            JoinRequest {
-                role: Role::Customer,
-                offer_sdp,
-            },
-            net.now,
-        )
+        .join(call, JoinRequest::new(Role::Customer, offer_sdp), net.now)
         .unwrap();
     net.run_for(Duration::from_secs(4));
     assert_eq!(
@@ -158,20 +132,26 @@ fn a_participant_that_never_connects_is_removed_after_the_connect_timeout() {
         1
     );
     net.run_for(Duration::from_secs(2));
-    let left = net.take_events().into_iter().find_map(|e| match e {
+    let events = net.take_events();
+    let left = events.iter().find_map(|e| match e {
         Event::ParticipantLeft {
             participant,
             reason,
             ..
-        } => Some((participant, reason)),
+        } => Some((*participant, *reason)),
         _ => None,
     });
     assert_eq!(
         left,
         Some((joined.participant, LeaveReason::ConnectTimeout))
     );
-    // The call was never connected, so it waits for a new attempt.
-    assert!(net.engine.call_stats(call, net.now).is_ok());
+    // The callee's join answered the call, so its failure ends it.
+    let ended = events.iter().find_map(|e| match e {
+        Event::CallEnded { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    assert_eq!(ended, Some(EndReason::TransportFailed));
+    assert!(net.engine.is_idle());
 }
 
 #[test]
@@ -221,10 +201,7 @@ fn capacity_is_enforced() {
 #[test]
 fn hanging_up_ends_a_connected_call_with_participant_left() {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions::default());
     let b = net.add_client(ClientOptions::default());
     let pa = net.join(call, Role::Merchant, a).unwrap().participant;
@@ -242,10 +219,7 @@ fn hanging_up_ends_a_connected_call_with_participant_left() {
 #[test]
 fn a_vanished_client_fails_its_transport_and_ends_the_call() {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions::default());
     let b = net.add_client(ClientOptions::default());
     net.join(call, Role::Merchant, a).unwrap();
@@ -273,10 +247,7 @@ fn the_first_joiner_fixes_the_call_codec() {
         video_codecs: vec![sfu::VideoCodec::H264, sfu::VideoCodec::Vp8],
         ..SfuConfig::default()
     });
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let a = net.add_client(ClientOptions {
         h264_first: true,
         ..ClientOptions::default()

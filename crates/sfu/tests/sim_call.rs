@@ -3,20 +3,28 @@
 
 use std::time::Duration;
 
+use sfu::policy::Lens;
 use sfu::testing::{ClientOptions, SimNet};
-use sfu::{CallOptions, EndReason, Event, MediaKind, Role, SfuConfig};
+use sfu::{EndReason, Event, MediaKind, Role, SfuConfig};
 
 fn two_party_call() -> (SimNet, sfu::CallId, usize, usize) {
     let mut net = SimNet::new(SfuConfig::default());
-    let call = net
-        .engine
-        .create_call(CallOptions::default(), net.now)
-        .unwrap();
+    let call = net.create_call();
     let merchant = net.add_client(ClientOptions::default());
     let customer = net.add_client(ClientOptions::default());
     net.join(call, Role::Merchant, merchant).unwrap();
     net.join(call, Role::Customer, customer).unwrap();
     assert!(net.connect_all(Duration::from_secs(10)), "clients connect");
+    // The default profile starts the customer's camera off: the customer turns it on.
+    net.engine
+        .set_camera(
+            call,
+            Role::Customer,
+            Role::Customer,
+            Some(Lens::Rear),
+            net.now,
+        )
+        .unwrap();
     (net, call, merchant, customer)
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sfu::policy::Lens;
 use sfu::{CallOptions, Event, JoinRequest, Role, SfuConfig, SfuHandle};
 use shopcall_peer::{MediaPlan, PeerConfig, TestPeer};
 
@@ -10,7 +11,7 @@ async fn join(sfu: &SfuHandle, call: sfu::CallId, role: Role, name: &str) -> Tes
     let peer = TestPeer::new(PeerConfig::named(name)).await.unwrap();
     let offer_sdp = peer.create_offer().await.unwrap();
     let answer = sfu
-        .join(call, JoinRequest { role, offer_sdp })
+        .join(call, JoinRequest::new(role, offer_sdp))
         .await
         .unwrap();
     peer.set_answer(&answer.answer_sdp).await.unwrap();
@@ -21,11 +22,22 @@ async fn join(sfu: &SfuHandle, call: sfu::CallId, role: Role, name: &str) -> Tes
 async fn two_clients_over_one_udp_port() {
     let sfu = SfuHandle::start(SfuConfig::loopback()).await.unwrap();
     let mut events = sfu.subscribe().unwrap();
-    let call = sfu.create_call(CallOptions::default()).await.unwrap();
+    let call = sfu.create_call(CallOptions::default()).await.unwrap().id;
     let merchant = join(&sfu, call, Role::Merchant, "merchant").await;
     let customer = join(&sfu, call, Role::Customer, "customer").await;
+    sfu.set_camera(call, Role::Customer, Role::Customer, Some(Lens::Rear))
+        .await
+        .unwrap();
     for p in [&merchant, &customer] {
         p.wait_connected(Duration::from_secs(10)).await.unwrap();
+    }
+    // Media starts once the SFU sees both transports up, as a client would on the event.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(events.recv().await, Ok(Event::CallConnected { .. })) {}
+    })
+    .await
+    .expect("CallConnected");
+    for p in [&merchant, &customer] {
         p.start_media(MediaPlan::default());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1,96 +1,125 @@
-//! Call: two participants (one per role), the call's codec, its forwarding gate, its state.
+//! Call: two participants (one per role), its lifecycle, its policy grants, its codec.
+
+pub mod lifecycle;
 
 use std::time::{Duration, Instant};
 
-use policy::{MediaKind, Role};
+use policy::{Eligibility, Grants, MerchantStanding, Profile, ProfileOverride, Role};
 
-use crate::event::CallState;
 use crate::ids::ParticipantId;
 use crate::offer::CallVideoCodec;
 use crate::stats::ParticipantStats;
+use lifecycle::{CallLimitsOverride, Lifecycle};
 
-/// Options for a new call.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct CallOptions {}
-
-/// Which media of which role may be forwarded now. The seam where the policy decides: the
-/// engine asks [`ForwardGate::may_forward`] for every packet, before anything else is done
-/// with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ForwardGate {
-    allowed: [[bool; 2]; 2],
+/// How to create a call.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// Who starts the call (and so who answers it: the other side). Either side may.
+    pub initiator: Role,
+    /// Name of the profile (see [`SfuConfig::profiles`](crate::SfuConfig)); `None` = the
+    /// default profile.
+    pub profile: Option<String>,
+    /// Single fields overridden on top of the profile for this call.
+    pub profile_override: ProfileOverride,
+    /// The merchant's standing, as the signaling tier knows it. With
+    /// [`SfuConfig::eligibility`](crate::SfuConfig) it decides whether video is allowed;
+    /// `None` means the signaling tier already decided and video follows the profile.
+    pub merchant_standing: Option<MerchantStanding>,
+    /// The signaling tier's id of the merchant, echoed in the call record.
+    pub merchant_ref: Option<String>,
+    /// The signaling tier's id of the customer, echoed in the call record.
+    pub customer_ref: Option<String>,
+    /// Per-call time limits.
+    pub limits: CallLimitsOverride,
 }
 
-impl ForwardGate {
-    /// Everything allowed.
-    pub(crate) fn open() -> Self {
-        ForwardGate {
-            allowed: [[true; 2]; 2],
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions {
+            initiator: Role::Merchant,
+            profile: None,
+            profile_override: ProfileOverride::default(),
+            merchant_standing: None,
+            merchant_ref: None,
+            customer_ref: None,
+            limits: CallLimitsOverride::default(),
         }
     }
-
-    /// Whether media of `kind` from `role` may be forwarded.
-    pub(crate) fn may_forward(&self, role: Role, kind: MediaKind) -> bool {
-        self.allowed[role_index(role)][kind_index(kind)]
-    }
 }
 
-pub(crate) fn role_index(role: Role) -> usize {
-    match role {
-        Role::Merchant => 0,
-        Role::Customer => 1,
-    }
+/// What creating a call decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedCall {
+    /// The new call.
+    pub id: crate::CallId,
+    /// The profile the call runs under (after overrides and eligibility).
+    pub profile: Profile,
+    /// The profile's name.
+    pub profile_name: String,
+    /// The eligibility verdict: video, or audio only with the reason.
+    pub eligibility: Eligibility,
 }
 
-fn kind_index(kind: MediaKind) -> usize {
-    match kind {
-        MediaKind::Audio => 0,
-        MediaKind::Video => 1,
-    }
-}
+/// Longest external reference (merchant/customer id) accepted.
+pub const MAX_REF_LEN: usize = 256;
 
 /// One call.
 pub(crate) struct Call {
-    pub state: CallState,
-    pub created_at: Instant,
+    pub lifecycle: Lifecycle,
+    pub profile_name: String,
+    pub grants: Grants,
+    pub merchant_ref: Option<String>,
+    pub customer_ref: Option<String>,
     /// Since when both participants are connected, while they are.
     pub both_connected_since: Option<Instant>,
     /// Time both were connected, in earlier stretches.
     pub connected_total: Duration,
     /// Ever had both participants connected.
     pub was_connected: bool,
+    /// The last RTP from anyone (for the inactivity limit).
+    pub last_media: Option<Instant>,
+    /// The deadline currently scheduled for it in the engine's call timer heap.
+    pub deadline: Option<Instant>,
     /// Current participants, indexed by role.
     members: [Option<ParticipantId>; 2],
     /// Final stats of participants that left.
     pub departed: Vec<ParticipantStats>,
     /// The video codec, fixed by the first joiner with video.
     pub video_codec: Option<CallVideoCodec>,
-    pub gate: ForwardGate,
 }
 
 impl Call {
-    pub(crate) fn new(now: Instant) -> Self {
+    pub(crate) fn new(
+        lifecycle: Lifecycle,
+        profile_name: String,
+        profile: &Profile,
+        options: CallOptions,
+        now: Instant,
+    ) -> Self {
         Call {
-            state: CallState::Waiting,
-            created_at: now,
+            lifecycle,
+            profile_name,
+            grants: Grants::new(profile, now),
+            merchant_ref: options.merchant_ref,
+            customer_ref: options.customer_ref,
             both_connected_since: None,
             connected_total: Duration::ZERO,
             was_connected: false,
+            last_media: None,
+            deadline: None,
             members: [None, None],
             departed: Vec::new(),
             video_codec: None,
-            gate: ForwardGate::open(),
         }
     }
 
     /// The participant in `role`, if present.
     pub(crate) fn member(&self, role: Role) -> Option<ParticipantId> {
-        self.members[role_index(role)]
+        self.members[role.index()]
     }
 
     pub(crate) fn set_member(&mut self, role: Role, participant: Option<ParticipantId>) {
-        self.members[role_index(role)] = participant;
+        self.members[role.index()] = participant;
     }
 
     /// Present participants.

@@ -15,13 +15,14 @@ use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::call::CallOptions;
+use crate::call::{CallOptions, CreatedCall};
 use crate::config::{ConfigError, SfuConfig};
 use crate::engine::{Engine, JoinAnswer, JoinRequest};
 use crate::error::Error;
 use crate::event::{EndReason, Event};
 use crate::ids::{CallId, ParticipantId};
 use crate::stats::{CallStats, EngineMetrics};
+use policy::{Lens, Role};
 use udp::{Datagram, MediaSocket};
 
 /// Events buffered per subscriber before a slow one starts missing them.
@@ -49,19 +50,12 @@ pub enum StartError {
     Engine(Error),
 }
 
+/// A request to the driver: a closure run on the engine with the current time. Control
+/// requests are rare; one boxed closure each keeps the handle small and uniform.
+type EngineTask = Box<dyn FnOnce(&mut Engine, Instant) + Send>;
+
 enum Command {
-    CreateCall(CallOptions, oneshot::Sender<Result<CallId, Error>>),
-    Join(
-        CallId,
-        JoinRequest,
-        oneshot::Sender<Result<JoinAnswer, Error>>,
-    ),
-    AddIceCandidate(ParticipantId, String, oneshot::Sender<Result<(), Error>>),
-    Leave(ParticipantId, oneshot::Sender<Result<(), Error>>),
-    EndCall(CallId, oneshot::Sender<Result<(), Error>>),
-    CallStats(CallId, oneshot::Sender<Result<CallStats, Error>>),
-    ListCalls(oneshot::Sender<Vec<CallId>>),
-    Metrics(oneshot::Sender<EngineMetrics>),
+    Run(EngineTask),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -126,26 +120,63 @@ impl SfuHandle {
             .ok_or(Error::Stopped)
     }
 
-    async fn request<T>(
+    /// Runs `f` on the engine inside the driver task and returns its result.
+    async fn run<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        f: impl FnOnce(&mut Engine, Instant) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
+        let command = Command::Run(Box::new(move |engine, now| {
+            let _ = tx.send(f(engine, now));
+        }));
         self.commands
-            .send(make(tx))
+            .send(command)
             .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Creates a call. See [`Engine::create_call`].
-    pub async fn create_call(&self, options: CallOptions) -> Result<CallId, Error> {
-        self.request(|tx| Command::CreateCall(options, tx)).await?
+    pub async fn create_call(&self, options: CallOptions) -> Result<CreatedCall, Error> {
+        self.run(move |e, now| e.create_call(options, now)).await?
+    }
+
+    /// The callee answers. See [`Engine::answer`].
+    pub async fn answer(&self, call: CallId, by: Role) -> Result<(), Error> {
+        self.run(move |e, now| e.answer(call, by, now)).await?
+    }
+
+    /// The callee declines. See [`Engine::decline`].
+    pub async fn decline(&self, call: CallId, by: Role) -> Result<(), Error> {
+        self.run(move |e, now| e.decline(call, by, now)).await?
+    }
+
+    /// Turns a camera on or off. See [`Engine::set_camera`].
+    pub async fn set_camera(
+        &self,
+        call: CallId,
+        actor: Role,
+        target: Role,
+        lens: Option<Lens>,
+    ) -> Result<(), Error> {
+        self.run(move |e, now| e.set_camera(call, actor, target, lens, now))
+            .await?
+    }
+
+    /// Asks the other side to turn its camera on. See [`Engine::request_camera`].
+    pub async fn request_camera(
+        &self,
+        call: CallId,
+        actor: Role,
+        target: Role,
+    ) -> Result<(), Error> {
+        self.run(move |e, _| e.request_camera(call, actor, target))
+            .await?
     }
 
     /// Joins a participant. See [`Engine::join`].
     pub async fn join(&self, call: CallId, request: JoinRequest) -> Result<JoinAnswer, Error> {
-        self.request(|tx| Command::Join(call, request, tx)).await?
+        self.run(move |e, now| e.join(call, request, now)).await?
     }
 
     /// Adds a trickled remote candidate. See [`Engine::add_ice_candidate`].
@@ -154,39 +185,51 @@ impl SfuHandle {
         participant: ParticipantId,
         candidate: String,
     ) -> Result<(), Error> {
-        self.request(|tx| Command::AddIceCandidate(participant, candidate, tx))
+        self.run(move |e, now| e.add_ice_candidate(participant, &candidate, now))
             .await?
     }
 
     /// Removes a participant. See [`Engine::leave`].
     pub async fn leave(&self, participant: ParticipantId) -> Result<(), Error> {
-        self.request(|tx| Command::Leave(participant, tx)).await?
+        self.run(move |e, now| e.leave(participant, now)).await?
     }
 
-    /// Ends a call with [`EndReason::Requested`]. See [`Engine::end_call`].
+    /// Ends a call as requested by the signaling tier (cancelled if still ringing). See
+    /// [`Engine::end_call`].
     pub async fn end_call(&self, call: CallId) -> Result<(), Error> {
-        self.request(|tx| Command::EndCall(call, tx)).await?
+        self.run(move |e, now| e.end_call(call, EndReason::Requested, now))
+            .await?
     }
 
     /// Statistics of a call. See [`Engine::call_stats`].
     pub async fn call_stats(&self, call: CallId) -> Result<CallStats, Error> {
-        self.request(|tx| Command::CallStats(call, tx)).await?
+        self.run(move |e, now| e.call_stats(call, now)).await?
     }
 
     /// The calls that exist now.
     pub async fn list_calls(&self) -> Result<Vec<CallId>, Error> {
-        self.request(Command::ListCalls).await
+        self.run(|e, _| e.calls().collect()).await
     }
 
     /// Engine-wide counters.
     pub async fn metrics(&self) -> Result<EngineMetrics, Error> {
-        self.request(Command::Metrics).await
+        self.run(|e, _| e.metrics()).await
+    }
+
+    /// Stops taking new calls; existing calls go on. See [`Engine::stop_accepting`].
+    pub async fn stop_accepting(&self) -> Result<(), Error> {
+        self.run(|e, _| e.stop_accepting()).await
     }
 
     /// Ends every call with [`EndReason::ServerShutdown`], sends what that queued (DTLS
     /// close_notify), publishes the events, and stops the driver. Returns when it is done.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.request(Command::Shutdown).await
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Shutdown(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 }
 
@@ -327,34 +370,13 @@ async fn run(
 fn handle_command(engine: &mut Engine, command: Command) -> Option<oneshot::Sender<()>> {
     let now = Instant::now();
     match command {
-        Command::CreateCall(options, tx) => {
-            let _ = tx.send(engine.create_call(options, now));
-        }
-        Command::Join(call, request, tx) => {
-            let _ = tx.send(engine.join(call, request, now));
-        }
-        Command::AddIceCandidate(participant, candidate, tx) => {
-            let _ = tx.send(engine.add_ice_candidate(participant, &candidate, now));
-        }
-        Command::Leave(participant, tx) => {
-            let _ = tx.send(engine.leave(participant, now));
-        }
-        Command::EndCall(call, tx) => {
-            let _ = tx.send(engine.end_call(call, EndReason::Requested, now));
-        }
-        Command::CallStats(call, tx) => {
-            let _ = tx.send(engine.call_stats(call, now));
-        }
-        Command::ListCalls(tx) => {
-            let _ = tx.send(engine.calls().collect());
-        }
-        Command::Metrics(tx) => {
-            let _ = tx.send(engine.metrics());
+        Command::Run(f) => {
+            f(engine, now);
+            None
         }
         Command::Shutdown(tx) => {
             engine.shutdown(now);
-            return Some(tx);
+            Some(tx)
         }
     }
-    None
 }

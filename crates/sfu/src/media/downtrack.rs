@@ -4,7 +4,7 @@
 use policy::MediaKind;
 
 use crate::config::VideoCodec;
-use crate::media::{Forwarder, Munger};
+use crate::media::{Forwarder, FreezeDetector, Munger};
 
 /// One outgoing track.
 #[derive(Debug, Clone)]
@@ -23,4 +23,6 @@ pub struct DownTrack {
     pub forwarder: Forwarder,
     /// The header rewriter.
     pub munger: Munger,
+    /// Freezes of the video sent on it.
+    pub freezes: FreezeDetector,
 }

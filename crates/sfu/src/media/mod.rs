@@ -6,11 +6,13 @@
 
 pub mod downtrack;
 pub mod forwarder;
+pub mod freeze;
 pub mod keyframe;
 pub mod munger;
 pub mod receiver;
 
 pub use downtrack::DownTrack;
 pub use forwarder::{Forwarder, Verdict};
+pub use freeze::FreezeDetector;
 pub use munger::Munger;
 pub use receiver::Receiver;

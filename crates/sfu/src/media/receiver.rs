@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use policy::MediaKind;
+use policy::{MediaKind, Source};
 
 use crate::stats::Counter;
 use crate::transport::ReceiverRef;
@@ -16,6 +16,8 @@ pub struct Receiver {
     pub kind: MediaKind,
     /// Which m-line of that kind (0 = camera / microphone, 1 = screen).
     pub kind_index: u8,
+    /// The source the policy accepted for its m-line: what the forwarding gate asks about.
+    pub source: Source,
     /// The simulcast rid, if any.
     pub rid: Option<String>,
     pub(crate) handle: ReceiverRef,
@@ -30,6 +32,7 @@ impl Receiver {
         ssrc: u32,
         kind: MediaKind,
         kind_index: u8,
+        source: Source,
         rid: Option<String>,
         handle: ReceiverRef,
     ) -> Self {
@@ -37,6 +40,7 @@ impl Receiver {
             ssrc,
             kind,
             kind_index,
+            source,
             rid,
             handle,
             last_keyframe_request: None,
