@@ -49,6 +49,13 @@ use crate::event::ConnectionState;
 use crate::offer::{LegCodec, OfferSummary};
 use crate::stats::LinkQuality;
 
+/// SRTP replay window, in packets.
+const SRTP_REPLAY_WINDOW: usize = 512;
+/// SRTCP replay window, in packets.
+const SRTCP_REPLAY_WINDOW: usize = 128;
+/// DTLS replay window, in records.
+const DTLS_REPLAY_WINDOW: usize = 64;
+
 /// Audio level header extension (RFC 6464).
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
@@ -189,6 +196,11 @@ impl Transport {
             .with_ice_credentials(ice.ufrag.clone(), ice.pwd.clone())
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_srtp_protection_profiles(profiles)
+            // Replay protection is off unless asked for (window 0). A window wide enough for
+            // a video burst reordered on the way.
+            .with_srtp_replay_protection_window(SRTP_REPLAY_WINDOW)
+            .with_srtcp_replay_protection_window(SRTCP_REPLAY_WINDOW)
+            .with_dtls_replay_protection_window(DTLS_REPLAY_WINDOW)
             .build();
         let config = RTCConfigurationBuilder::new()
             .with_bundle_policy(RTCBundlePolicy::MaxBundle)

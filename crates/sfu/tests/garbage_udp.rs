@@ -77,6 +77,47 @@ fn each_kind_of_garbage_is_counted_by_reason() {
     assert_media_flows(&mut net, c, m);
 }
 
+#[test]
+fn a_forged_ice_check_does_not_bind_an_address() {
+    let mut net = SimNet::new(SfuConfig::default());
+    let call = net.create_call();
+    let m = net.add_client(ClientOptions::default());
+    let answer = net.join(call, Role::Merchant, m).unwrap();
+    let ufrag = answer
+        .answer_sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let attacker: SocketAddr = "10.9.9.9:1234".parse().unwrap();
+    // Right ufrag, no valid MESSAGE-INTEGRITY: routed to the participant, refused by it...
+    net.inject(attacker, &stun_request(&format!("{ufrag}:evil")));
+    // ...so the attacker's address was never bound: its "media" is an unknown source.
+    net.inject(
+        attacker,
+        &[0x80, 96, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    let dropped = net.engine.metrics().dropped;
+    assert_eq!(dropped.get(DropReason::UnknownSource), 1, "{dropped:?}");
+}
+
+#[test]
+fn replayed_srtp_is_rejected() {
+    let (mut net, m, c) = connected_call();
+    let captured = net.capture_video(m, 10, 2);
+    let copies = captured.clone();
+    net.feed(m, captured);
+    let forwarded = net.engine.metrics().forwarded.video.packets;
+    assert_eq!(forwarded, 20);
+    // The same datagrams again, e.g. from an attacker on the path: all refused.
+    net.feed(m, copies);
+    let after = net.engine.metrics();
+    assert_eq!(after.forwarded.video.packets, forwarded);
+    assert_eq!(after.dropped.get(DropReason::TransportRejected), 20);
+    assert_media_flows(&mut net, m, c);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

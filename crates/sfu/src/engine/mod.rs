@@ -184,19 +184,6 @@ impl Engine {
             self.metrics.dropped.add(DropReason::UnknownSource);
             return;
         };
-        if is_new {
-            if let Some(forgotten) = p.remember_addr(from) {
-                self.demux.unbind_addr(&forgotten);
-            }
-            if let Some(previous) = self.demux.bind_addr(from, id)
-                && let Some(prev) = self.participants.get_mut(&previous)
-            {
-                prev.addrs.retain(|a| *a != from);
-            }
-        }
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
         let media = crate::demux::classify(&datagram) == Some(crate::demux::DatagramKind::Rtp);
         if p.transport
             .handle_datagram(now, local, from, datagram, media)
@@ -205,7 +192,37 @@ impl Engine {
             p.dropped.add(DropReason::TransportRejected);
             self.metrics.dropped.add(DropReason::TransportRejected);
         }
+        let queued = self.transmits.len();
         self.drain(id, now);
+        // A new address becomes the participant's only once its STUN check passed: the
+        // transport answers a check only when its MESSAGE-INTEGRITY (keyed by the ICE
+        // password from the SDP exchange) is valid. A forged check from elsewhere binds
+        // nothing, so only ICE-verified addresses may send media for a participant.
+        if is_new
+            && self
+                .transmits
+                .iter()
+                .skip(queued)
+                .any(|t| t.destination == from)
+        {
+            self.bind_addr(id, from);
+        }
+    }
+
+    /// Binds `from` to participant `id` in the demux (after a verified ICE check).
+    fn bind_addr(&mut self, id: ParticipantId, from: SocketAddr) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Some(forgotten) = p.remember_addr(from) {
+            self.demux.unbind_addr(&forgotten);
+        }
+        if let Some(previous) = self.demux.bind_addr(from, id)
+            && let Some(prev) = self.participants.get_mut(&previous)
+        {
+            prev.addrs.retain(|a| *a != from);
+        }
+        tracing::debug!(participant = %id, %from, "remote address verified");
     }
 
     /// Runs every timer due at `now`.
