@@ -33,8 +33,7 @@ use sfu::{SfuConfig, VideoCodec};
 use tracing_subscriber::EnvFilter;
 
 /// Default gRPC listen address.
-pub const DEFAULT_GRPC_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
+pub const DEFAULT_GRPC_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
 /// Default Prometheus listen address.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
@@ -248,6 +247,7 @@ impl Config {
 
     /// Like [`Config::load`], from the given arguments (the first is the program name).
     /// The environment is still read.
+    #[cfg(test)]
     pub fn try_from_args<I, T>(args: I) -> anyhow::Result<Config>
     where
         I: IntoIterator<Item = T>,
@@ -263,9 +263,10 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let file_path = cli.config.clone();
         Resolver {
             matches,
-            file_path: cli.config.as_deref(),
+            file_path: file_path.as_deref(),
             settings: Vec::new(),
         }
         .resolve(cli, file)
@@ -332,9 +333,8 @@ impl Resolver<'_> {
             Source::File => format!(
                 "`{}` in {}",
                 key.file,
-                self.file_path.map_or("the config file".into(), |p| p
-                    .display()
-                    .to_string())
+                self.file_path
+                    .map_or("the config file".into(), |p| p.display().to_string())
             ),
             Source::Default => format!("the default {}", key.file),
         }
@@ -343,8 +343,12 @@ impl Resolver<'_> {
     fn resolve(mut self, cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
         let sfu_defaults = SfuConfig::default();
 
-        let (grpc_listen, grpc_src) =
-            self.pick(GRPC_LISTEN, cli.grpc_listen, file.grpc_listen, DEFAULT_GRPC_LISTEN);
+        let (grpc_listen, grpc_src) = self.pick(
+            GRPC_LISTEN,
+            cli.grpc_listen,
+            file.grpc_listen,
+            DEFAULT_GRPC_LISTEN,
+        );
         let (metrics_listen, metrics_src) = self.pick(
             METRICS_LISTEN,
             cli.metrics_listen,
@@ -414,7 +418,10 @@ impl Resolver<'_> {
                     .map(|n| parse_video_codec(n))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
-                        anyhow::anyhow!("{} is invalid: {e}", self.origin(VIDEO_CODECS, Source::File))
+                        anyhow::anyhow!(
+                            "{} is invalid: {e}",
+                            self.origin(VIDEO_CODECS, Source::File)
+                        )
                     })?,
             ),
             None => None,
@@ -472,8 +479,12 @@ impl Resolver<'_> {
         }
         self.record(SHUTDOWN_TIMEOUT, shutdown_secs, shutdown_src);
 
-        let (log_format, format_src) =
-            self.pick(LOG_FORMAT, cli.log_format, file.log_format, LogFormat::Human);
+        let (log_format, format_src) = self.pick(
+            LOG_FORMAT,
+            cli.log_format,
+            file.log_format,
+            LogFormat::Human,
+        );
         self.record(LOG_FORMAT, log_format, format_src);
 
         let (log_level, level_src) = self.pick(
@@ -599,14 +610,21 @@ mod tests {
         let err = parse(&["--video-codecs", "h264"]).unwrap_err().to_string();
         assert!(err.contains("must contain vp8"), "{err}");
 
-        let err = parse(&["--video-codecs", "vp8,vp8"]).unwrap_err().to_string();
+        let err = parse(&["--video-codecs", "vp8,vp8"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listed twice"), "{err}");
 
-        let err = parse(&["--announce-ip", "0.0.0.0"]).unwrap_err().to_string();
+        let err = parse(&["--announce-ip", "0.0.0.0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unspecified"), "{err}");
 
         let err = parse(&["--announce-ip", "::1"]).unwrap_err().to_string();
-        assert!(err.contains("is IPv6 but the media socket binds IPv4"), "{err}");
+        assert!(
+            err.contains("is IPv6 but the media socket binds IPv4"),
+            "{err}"
+        );
 
         let err = parse(&["--grpc-listen", "127.0.0.1:9464"])
             .unwrap_err()
@@ -623,7 +641,10 @@ mod tests {
     #[test]
     fn config_file_errors_name_the_file_and_the_key() {
         let path = temp_file("typo.toml", "max_cals = 5\n");
-        let err = format!("{:#}", parse(&["--config", path.to_str().unwrap()]).unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse(&["--config", path.to_str().unwrap()]).unwrap_err()
+        );
         assert!(err.contains("invalid config file"), "{err}");
         assert!(err.contains("max_cals"), "{err}");
         std::fs::remove_file(path).ok();
@@ -635,7 +656,10 @@ mod tests {
         assert!(err.contains("`video_codecs` in"), "{err}");
         std::fs::remove_file(path).ok();
 
-        let err = format!("{:#}", parse(&["--config", "/nonexistent/shopcalld.toml"]).unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse(&["--config", "/nonexistent/shopcalld.toml"]).unwrap_err()
+        );
         assert!(err.contains("cannot read config file"), "{err}");
     }
 }

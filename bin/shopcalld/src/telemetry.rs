@@ -1,10 +1,13 @@
 //! Telemetry: the process-wide log subscriber.
 //!
-//! Logs go to stdout, one line per event, human-readable or JSON. The WebRTC stack (webrtc-rs)
-//! logs through the `log` crate; those records are bridged into `tracing` (the
-//! `tracing-log` bridge is installed with the subscriber), so one filter governs both. The
-//! default filter keeps the stack's chatter down: `info,rtc=warn,webrtc=warn` (a target
-//! directive matches by prefix, so `rtc` also covers `rtc_ice`, `rtc_dtls`, ...).
+//! Logs go to stdout, one line per event, human-readable (coloured only on a terminal) or
+//! JSON. The WebRTC stack (webrtc-rs) logs through the `log` crate; those records are
+//! bridged into `tracing` (the `tracing-log` bridge is installed with the subscriber), so one
+//! filter governs both. The default filter keeps the stack's chatter down:
+//! `info,rtc=warn,webrtc=warn` (a target directive matches by prefix, so `rtc` also covers
+//! `rtc_ice`, `rtc_dtls`, ...).
+
+use std::io::IsTerminal;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
@@ -20,7 +23,10 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     let installed = match format {
-        LogFormat::Human => builder.with_target(true).try_init(),
+        LogFormat::Human => builder
+            .with_target(true)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .with_current_span(false)

@@ -20,6 +20,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 /// The `shopcall.v1` package: messages, the `CallService` server and client.
 pub mod v1 {
     #![allow(missing_docs)]
@@ -31,3 +33,127 @@ pub mod v1 {
 /// for `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("shopcall_v1_descriptor");
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use prost::Message;
+    use prost_types::FileDescriptorProto;
+
+    /// The `shopcall.v1` file in the descriptor set.
+    fn api_file() -> FileDescriptorProto {
+        let set = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        set.file
+            .into_iter()
+            .find(|f| f.package() == "shopcall.v1")
+            .expect("the set holds shopcall.v1")
+    }
+
+    #[test]
+    fn the_call_service_has_every_rpc() {
+        let file = api_file();
+        assert_eq!(file.service.len(), 1);
+        let service = &file.service[0];
+        assert_eq!(service.name(), "CallService");
+        let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        assert_eq!(
+            methods,
+            [
+                "CreateCall",
+                "Join",
+                "AddIceCandidate",
+                "Leave",
+                "EndCall",
+                "GetCall",
+                "ListCalls",
+                "WatchEvents"
+            ]
+        );
+        let watch = &service.method[7];
+        assert!(watch.server_streaming() && !watch.client_streaming());
+    }
+
+    #[test]
+    fn every_enum_starts_with_unspecified_zero() {
+        for e in api_file().enum_type {
+            let first = &e.value[0];
+            assert_eq!(first.number(), 0, "{}", e.name());
+            assert!(
+                first.name().ends_with("_UNSPECIFIED"),
+                "{}: {}",
+                e.name(),
+                first.name()
+            );
+        }
+    }
+
+    /// Paths (as in `SourceCodeInfo`) of everything that must carry a comment: the service,
+    /// its methods, messages, their fields and oneofs, enums and their values.
+    fn documentable(file: &FileDescriptorProto) -> Vec<(Vec<i32>, String)> {
+        let mut paths = Vec::new();
+        for (i, m) in file.message_type.iter().enumerate() {
+            let i = i as i32;
+            paths.push((vec![4, i], m.name().to_owned()));
+            for (j, f) in m.field.iter().enumerate() {
+                paths.push((
+                    vec![4, i, 2, j as i32],
+                    format!("{}.{}", m.name(), f.name()),
+                ));
+            }
+            for (j, o) in m.oneof_decl.iter().enumerate() {
+                // `optional` fields get a synthetic oneof that has no source of its own.
+                let synthetic = m
+                    .field
+                    .iter()
+                    .any(|f| f.proto3_optional() && f.oneof_index == Some(j as i32));
+                if !synthetic {
+                    paths.push((
+                        vec![4, i, 8, j as i32],
+                        format!("{}.{}", m.name(), o.name()),
+                    ));
+                }
+            }
+        }
+        for (i, e) in file.enum_type.iter().enumerate() {
+            let i = i as i32;
+            paths.push((vec![5, i], e.name().to_owned()));
+            for (j, v) in e.value.iter().enumerate() {
+                paths.push((vec![5, i, 2, j as i32], v.name().to_owned()));
+            }
+        }
+        for (i, s) in file.service.iter().enumerate() {
+            let i = i as i32;
+            paths.push((vec![6, i], s.name().to_owned()));
+            for (j, m) in s.method.iter().enumerate() {
+                paths.push((
+                    vec![6, i, 2, j as i32],
+                    format!("{}.{}", s.name(), m.name()),
+                ));
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn every_item_of_the_api_is_documented() {
+        let file = api_file();
+        let info = file
+            .source_code_info
+            .as_ref()
+            .expect("the descriptor set keeps source info (comments) for reflection");
+        let commented: HashSet<&[i32]> = info
+            .location
+            .iter()
+            .filter(|l| !l.leading_comments().trim().is_empty())
+            .map(|l| l.path.as_slice())
+            .collect();
+        let missing: Vec<String> = documentable(&file)
+            .into_iter()
+            .filter(|(path, _)| !commented.contains(path.as_slice()))
+            .map(|(_, name)| name)
+            .collect();
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+}

@@ -20,6 +20,9 @@ pub enum VideoCodec {
 }
 
 impl VideoCodec {
+    /// Every codec.
+    pub const ALL: [VideoCodec; 3] = [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264];
+
     /// The MIME type as written in SDP `a=rtpmap` (case-insensitive there).
     pub fn mime_type(self) -> &'static str {
         match self {
@@ -40,7 +43,7 @@ impl VideoCodec {
 
     /// Parses an encoding name (case-insensitive), e.g. `vp8`, `H264`.
     pub fn from_name(name: &str) -> Option<VideoCodec> {
-        [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264]
+        VideoCodec::ALL
             .into_iter()
             .find(|c| c.encoding_name().eq_ignore_ascii_case(name))
     }
@@ -84,6 +87,13 @@ pub struct SfuConfig {
     pub keyframe_request_interval: Duration,
     /// A participant that has not connected (ICE + DTLS) this long after Join is removed.
     pub connect_timeout: Duration,
+    /// A connected participant from which nothing (STUN consent, RTP, RTCP) arrived for this
+    /// long is marked disconnected. Browsers send consent checks every 4-6 s (RFC 7675) and
+    /// RTCP about every second, so 8 s of silence means the path is gone.
+    pub disconnect_timeout: Duration,
+    /// A disconnected participant that does not come back (same path, or an ICE restart)
+    /// within this is lost: the call ends with `peer_lost`.
+    pub reconnect_grace: Duration,
     /// Most datagrams the driver reads per loop turn before it services timers and commands.
     pub max_datagrams_per_turn: usize,
     /// Seed for ids and ICE credentials; `None` draws from the OS. Tests set it.
@@ -110,6 +120,8 @@ impl Default for SfuConfig {
             ],
             keyframe_request_interval: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
+            disconnect_timeout: Duration::from_secs(8),
+            reconnect_grace: Duration::from_secs(20),
             max_datagrams_per_turn: 256,
             seed: None,
             profiles: ProfileSet::builtin(),
@@ -146,6 +158,15 @@ impl SfuConfig {
         if let Some(ip) = self.announce_ips.iter().find(|ip| ip.is_unspecified()) {
             return Err(ConfigError::UnspecifiedAnnounceIp(*ip));
         }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("disconnect_timeout", self.disconnect_timeout),
+            ("reconnect_grace", self.reconnect_grace),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
         if let Some(name) = self.call_limits.zero_limit() {
             return Err(ConfigError::ZeroLimit(name));
         }
@@ -175,8 +196,8 @@ pub enum ConfigError {
     /// `0.0.0.0` or `::` cannot be announced: clients need a concrete address.
     #[error("announce ip {0} is unspecified: announce a concrete address clients can reach")]
     UnspecifiedAnnounceIp(IpAddr),
-    /// A call time limit of zero would end every call at once.
-    #[error("call limit {0} is 0: every call would end at once")]
+    /// A time limit of zero would end every call or participant at once.
+    #[error("{0} is 0: it would end every call or participant at once")]
     ZeroLimit(&'static str),
     /// The eligibility thresholds are out of range.
     #[error("eligibility: {0}")]

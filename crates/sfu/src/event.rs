@@ -139,6 +139,16 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
+    /// Every state.
+    pub const ALL: [ConnectionState; 6] = [
+        ConnectionState::New,
+        ConnectionState::Connecting,
+        ConnectionState::Connected,
+        ConnectionState::Disconnected,
+        ConnectionState::Failed,
+        ConnectionState::Closed,
+    ];
+
     /// Lower-case name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,9 +174,20 @@ pub enum LeaveReason {
     TransportFailed,
     /// It never connected within the connect timeout.
     ConnectTimeout,
+    /// It went silent and did not come back within the reconnect grace.
+    PeerLost,
 }
 
 impl LeaveReason {
+    /// Every reason.
+    pub const ALL: [LeaveReason; 5] = [
+        LeaveReason::Requested,
+        LeaveReason::CallEnded,
+        LeaveReason::TransportFailed,
+        LeaveReason::ConnectTimeout,
+        LeaveReason::PeerLost,
+    ];
+
     /// Lower-case name for logs, metrics and the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -174,6 +195,7 @@ impl LeaveReason {
             LeaveReason::CallEnded => "call_ended",
             LeaveReason::TransportFailed => "transport_failed",
             LeaveReason::ConnectTimeout => "connect_timeout",
+            LeaveReason::PeerLost => "peer_lost",
         }
     }
 }
@@ -199,13 +221,15 @@ pub enum EndReason {
     Inactivity,
     /// A participant's transport failed.
     TransportFailed,
+    /// A participant went silent and did not come back within the reconnect grace.
+    PeerLost,
     /// The server is shutting down.
     ServerShutdown,
 }
 
 impl EndReason {
     /// Every reason.
-    pub const ALL: [EndReason; 9] = [
+    pub const ALL: [EndReason; 10] = [
         EndReason::Requested,
         EndReason::ParticipantLeft,
         EndReason::Declined,
@@ -214,6 +238,7 @@ impl EndReason {
         EndReason::MaxDuration,
         EndReason::Inactivity,
         EndReason::TransportFailed,
+        EndReason::PeerLost,
         EndReason::ServerShutdown,
     ];
 
@@ -228,6 +253,7 @@ impl EndReason {
             EndReason::MaxDuration => "max_duration",
             EndReason::Inactivity => "inactivity",
             EndReason::TransportFailed => "transport_failed",
+            EndReason::PeerLost => "peer_lost",
             EndReason::ServerShutdown => "server_shutdown",
         }
     }
@@ -257,6 +283,13 @@ pub enum CallState {
 }
 
 impl CallState {
+    /// Every state that is not ended (an ended call carries its [`EndReason`]).
+    pub const LIVE: [CallState; 3] = [
+        CallState::Ringing,
+        CallState::Answered,
+        CallState::Connected,
+    ];
+
     /// Lower-case name for logs and the wire.
     pub fn as_str(self) -> &'static str {
         match self {

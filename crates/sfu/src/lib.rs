@@ -64,6 +64,9 @@ mod driver;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod media;
 pub mod offer;

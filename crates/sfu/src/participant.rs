@@ -32,7 +32,15 @@ pub(crate) struct Participant {
     pub ufrag: String,
     /// Remote addresses its datagrams come from.
     pub addrs: Vec<SocketAddr>,
+    /// The effective state: what events and stats report (transport state, corrected by the
+    /// liveness sweep).
     pub state: ConnectionState,
+    /// What the transport itself last reported.
+    pub transport_state: ConnectionState,
+    /// Last datagram accepted from a verified address.
+    pub last_rx: Instant,
+    /// Since when it is disconnected, while it is.
+    pub disconnected_since: Option<Instant>,
     pub joined_at: Instant,
     pub connected_at: Option<Instant>,
     /// ICE failed at some point (tells ICE failures from DTLS failures).

@@ -72,7 +72,14 @@ pub struct ClientStats {
 /// A sans-IO WebRTC client (full ICE, offerer) on the simulated network.
 pub struct SimClient {
     pc: RTCPeerConnection,
+    /// Where its datagrams come from on the wire (changes when it "moves").
     addr: SocketAddr,
+    /// The host candidate its peer connection was given.
+    candidate: SocketAddr,
+    /// Its participant id, once joined.
+    participant: Option<crate::ParticipantId>,
+    /// While true it sends and receives nothing (a dead link).
+    silent: bool,
     audio: Option<(RTCRtpSenderId, u32, u8)>,
     video: Option<(RTCRtpSenderId, u32, u8)>,
     receivers: Vec<(RTCRtpReceiverId, u32)>,
@@ -207,6 +214,9 @@ impl SimClient {
         SimClient {
             pc,
             addr,
+            candidate: addr,
+            participant: None,
+            silent: false,
             audio,
             video,
             receivers: Vec::new(),
@@ -280,7 +290,9 @@ impl SimClient {
             }
         }
         while let Some(m) = self.pc.poll_write() {
-            out.push_back((m.transport.peer_addr, self.addr, m.message));
+            if !self.silent {
+                out.push_back((m.transport.peer_addr, self.addr, m.message));
+            }
         }
         let _ = now;
     }
@@ -426,7 +438,37 @@ impl SimNet {
             .engine
             .join(call, JoinRequest::new(role, offer_sdp), self.now)?;
         self.accept_answer(c, &answer.answer_sdp);
+        self.clients[c].participant = Some(answer.participant);
         Ok(answer)
+    }
+
+    /// The client's datagrams now come from `to` (a new network, or a NAT rebinding);
+    /// what is sent to its old address is lost.
+    pub fn move_client(&mut self, c: ClientId, to: SocketAddr) {
+        self.clients[c].addr = to;
+    }
+
+    /// Cuts (or restores) the client's link: nothing in or out while cut.
+    pub fn set_silent(&mut self, c: ClientId, silent: bool) {
+        self.clients[c].silent = silent;
+    }
+
+    /// The client restarts ICE: new credentials in a new offer, through
+    /// [`Engine::restart_ice`], and the answer applied.
+    pub fn restart_ice(&mut self, c: ClientId) -> Result<(), Error> {
+        let participant = self.clients[c]
+            .participant
+            .expect("restart_ice needs a joined client");
+        let now = self.now;
+        let pc = &mut self.clients[c].pc;
+        pc.restart_ice();
+        let offer = pc.create_offer(None).expect("restart offer");
+        pc.set_local_description(now, offer)
+            .expect("local restart offer");
+        let sdp = pc.local_description().expect("local description").sdp;
+        let answer = self.engine.restart_ice(participant, sdp, now)?;
+        self.accept_answer(c, &answer);
+        Ok(())
     }
 
     /// Sends a datagram from `from` to the SFU (for garbage and spoofing tests).
@@ -546,11 +588,12 @@ impl SimNet {
             while let Some((to, from, bytes)) = self.wire.pop_front() {
                 if to == SFU_ADDR {
                     self.engine.handle_datagram(now, from, SFU_ADDR, bytes);
-                } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
+                } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to && !c.silent)
+                {
                     let _ = c.pc.handle_read(TaggedBytesMut {
                         now,
                         transport: TransportContext {
-                            local_addr: to,
+                            local_addr: c.candidate,
                             peer_addr: from,
                             ecn: None,
                             transport_protocol: TransportProtocol::UDP,

@@ -232,7 +232,7 @@ fn a_vanished_client_fails_its_transport_and_ends_the_call() {
         events.iter().any(|e| matches!(
             e,
             Event::CallEnded {
-                reason: EndReason::TransportFailed | EndReason::ParticipantLeft,
+                reason: EndReason::TransportFailed | EndReason::PeerLost,
                 ..
             }
         )),

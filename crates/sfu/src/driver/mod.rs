@@ -189,6 +189,16 @@ impl SfuHandle {
             .await?
     }
 
+    /// Restarts ICE after a network change. See [`Engine::restart_ice`].
+    pub async fn restart_ice(
+        &self,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> Result<String, Error> {
+        self.run(move |e, now| e.restart_ice(participant, offer_sdp, now))
+            .await?
+    }
+
     /// Removes a participant. See [`Engine::leave`].
     pub async fn leave(&self, participant: ParticipantId) -> Result<(), Error> {
         self.run(move |e, now| e.leave(participant, now)).await?

@@ -29,6 +29,7 @@ impl Engine {
             });
         }
         self.demux.remove(&p.ufrag, &p.addrs, id);
+        p.state = crate::event::ConnectionState::Closed;
         let stats = p.stats(now);
         let call_id = p.call;
         self.events.push_back(Event::ParticipantLeft {
@@ -78,6 +79,7 @@ impl Engine {
             LeaveReason::TransportFailed | LeaveReason::ConnectTimeout => {
                 Some(EndReason::TransportFailed)
             }
+            LeaveReason::PeerLost => Some(EndReason::PeerLost),
         };
         if let Some(end) = end {
             self.finish_call(call_id, end, now);

@@ -90,6 +90,9 @@ pub struct JoinAnswer {
     pub constraints: ClientConstraints,
 }
 
+/// How often the liveness sweep runs while there are participants.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Timers never spin: a deadline at or before `now` is retried this much later.
 const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
 
@@ -113,6 +116,8 @@ pub struct Engine {
     rng: StdRng,
     shutting_down: bool,
     draining: bool,
+    /// When the liveness sweep runs next (`None` while nobody is there).
+    next_sweep: Option<Instant>,
 }
 
 impl Engine {
@@ -146,6 +151,7 @@ impl Engine {
             rng,
             shutting_down: false,
             draining: false,
+            next_sweep: None,
         })
     }
 
@@ -191,6 +197,14 @@ impl Engine {
         {
             p.dropped.add(DropReason::TransportRejected);
             self.metrics.dropped.add(DropReason::TransportRejected);
+        } else if !is_new {
+            // Only traffic from a verified address proves the participant is alive.
+            p.last_rx = now;
+            if p.state == ConnectionState::Disconnected
+                && p.transport_state == ConnectionState::Connected
+            {
+                self.set_link_state(id, ConnectionState::Connected, now);
+            }
         }
         let queued = self.transmits.len();
         self.drain(id, now);
@@ -227,6 +241,9 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sweep(now);
+        }
         let mut due = Vec::new();
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
@@ -318,6 +335,9 @@ impl Engine {
                 break;
             }
             self.call_timers.pop();
+        }
+        if let Some(sweep) = self.next_sweep {
+            next = Some(next.map_or(sweep, |n: Instant| n.min(sweep)));
         }
         next
     }
@@ -514,33 +534,32 @@ impl Engine {
                 self.metrics.ice_failures += 1;
             }
             TransportEvent::State(state) => {
-                if p.state == state {
+                if p.transport_state == state {
                     return;
                 }
-                let was = p.state;
-                p.state = state;
-                tracing::info!(call = %call_id, participant = %id, from = was.as_str(), to = state.as_str(), "connection state");
-                self.events.push_back(Event::ConnectionStateChanged {
-                    call: call_id,
-                    participant: id,
-                    state,
-                });
+                let was = p.transport_state;
+                p.transport_state = state;
+                tracing::debug!(call = %call_id, participant = %id, from = was.as_str(), to = state.as_str(), "transport state");
                 match state {
                     ConnectionState::Connected => {
                         if p.connected_at.is_none() {
                             p.connected_at = Some(now);
+                            p.last_rx = now;
                             self.events.push_back(Event::ParticipantConnected {
                                 call: call_id,
                                 participant: id,
                                 join_latency: now.saturating_duration_since(p.joined_at),
                             });
                         }
-                        self.update_call_connected(call_id, now);
+                        self.set_link_state(id, ConnectionState::Connected, now);
                     }
                     ConnectionState::Disconnected => {
-                        if let Some(call) = self.calls.get_mut(&call_id) {
-                            call.pause_connected_clock(now);
-                        }
+                        self.set_link_state(id, ConnectionState::Disconnected, now);
+                    }
+                    // ICE failed: the client may come back with an ICE restart within the
+                    // reconnect grace.
+                    ConnectionState::Failed if p.ice_failed && p.connected_at.is_some() => {
+                        self.set_link_state(id, ConnectionState::Disconnected, now);
                     }
                     ConnectionState::Failed | ConnectionState::Closed => {
                         if state == ConnectionState::Failed && !p.ice_failed {
@@ -548,10 +567,77 @@ impl Engine {
                         }
                         self.doomed.push((id, LeaveReason::TransportFailed));
                     }
-                    _ => {}
+                    ConnectionState::New | ConnectionState::Connecting => {
+                        self.set_link_state(id, state, now);
+                    }
                 }
             }
         }
+    }
+
+    /// Sets a participant's effective connection state (what events and stats report), from
+    /// its transport and from the liveness sweep.
+    pub(super) fn set_link_state(
+        &mut self,
+        id: ParticipantId,
+        state: ConnectionState,
+        now: Instant,
+    ) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.state == state {
+            return;
+        }
+        let was = p.state;
+        p.state = state;
+        p.disconnected_since = match state {
+            ConnectionState::Disconnected => p.disconnected_since.or(Some(now)),
+            _ => None,
+        };
+        let call_id = p.call;
+        tracing::info!(call = %call_id, participant = %id, from = was.as_str(), to = state.as_str(), "connection state");
+        self.events.push_back(Event::ConnectionStateChanged {
+            call: call_id,
+            participant: id,
+            state,
+        });
+        match state {
+            ConnectionState::Connected => self.update_call_connected(call_id, now),
+            _ => {
+                if let Some(call) = self.calls.get_mut(&call_id) {
+                    call.pause_connected_clock(now);
+                }
+            }
+        }
+    }
+
+    /// The liveness sweep: participants silent for `disconnect_timeout` are disconnected;
+    /// those disconnected for `reconnect_grace` are lost. One pass over the participants,
+    /// at most every [`SWEEP_INTERVAL`].
+    fn sweep(&mut self, now: Instant) {
+        let (timeout, grace) = (self.config.disconnect_timeout, self.config.reconnect_grace);
+        let mut silent = Vec::new();
+        let mut lost = Vec::new();
+        for p in self.participants.values() {
+            if p.connected_at.is_none() {
+                continue;
+            }
+            match p.disconnected_since {
+                Some(since) if now.saturating_duration_since(since) >= grace => lost.push(p.id),
+                None if now.saturating_duration_since(p.last_rx) >= timeout => silent.push(p.id),
+                _ => {}
+            }
+        }
+        for id in silent {
+            tracing::info!(participant = %id, "silent: marked disconnected");
+            self.set_link_state(id, ConnectionState::Disconnected, now);
+        }
+        for id in lost {
+            tracing::info!(participant = %id, "no reconnect within the grace period: lost");
+            self.remove_participant(id, LeaveReason::PeerLost, now);
+        }
+        self.next_sweep = (!self.participants.is_empty()).then(|| now + SWEEP_INTERVAL);
     }
 
     pub(super) fn update_call_connected(&mut self, call_id: CallId, now: Instant) {

@@ -377,8 +377,14 @@ impl Engine {
                 keyframe_requests_sent: 0,
                 keyframe_requests_received: 0,
                 deadline: None,
+                transport_state: ConnectionState::New,
+                last_rx: now,
+                disconnected_since: None,
             },
         );
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + super::SWEEP_INTERVAL);
+        }
         self.events.push_back(Event::ParticipantJoined {
             call: call_id,
             participant: id,
@@ -413,6 +419,45 @@ impl Engine {
         p.transport.add_remote_candidate(candidate)?;
         self.drain(participant, now);
         Ok(())
+    }
+
+    /// Restarts ICE for a participant whose network changed (Wi-Fi to 4G): the client sends
+    /// a new offer with new ICE credentials and the same m-lines; the answer comes back. The
+    /// participant, its call, its role and its grants stay as they are.
+    pub fn restart_ice(
+        &mut self,
+        participant: ParticipantId,
+        offer_sdp: String,
+        now: Instant,
+    ) -> Result<String, Error> {
+        let p = self
+            .participants
+            .get(&participant)
+            .ok_or(Error::ParticipantNotFound(participant))?;
+        let call = self.calls.get(&p.call).ok_or(Error::CallNotFound(p.call))?;
+        let summary = inspect_offer(
+            &offer_sdp,
+            &self.config.video_codecs,
+            call.video_codec.as_ref(),
+        )?;
+        let same_mlines = summary.mlines.len() == p.transport.mline_count()
+            && summary
+                .mlines
+                .iter()
+                .all(|m| p.transport.has_mline(&m.mid, m.kind));
+        if !same_mlines {
+            return Err(Error::InvalidOffer(crate::OfferError::Rejected(
+                "an ICE restart offer must keep the m-lines of the original offer".to_owned(),
+            )));
+        }
+        let p = self
+            .participants
+            .get_mut(&participant)
+            .ok_or(Error::ParticipantNotFound(participant))?;
+        let answer = p.transport.restart_ice(offer_sdp, now)?;
+        tracing::info!(participant = %participant, "ICE restart");
+        self.drain(participant, now);
+        Ok(answer)
     }
 
     /// Removes a participant. Before the answer this cancels the call when the initiator

@@ -6,12 +6,17 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+mod tap;
+
 use std::time::Instant;
+pub(crate) use tap::KeyframeRequestTap;
+use tap::{WireState, WireTap};
 
 use bytes::BytesMut;
-use interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use interceptor::{Registry, Slot};
 use policy::MediaKind;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -144,8 +149,10 @@ pub(crate) enum Inbound {
 /// One participant's peer connection.
 pub(crate) struct Transport {
     pc: RTCPeerConnection,
-    /// Packets that got through SRTP into the interceptor chain (see [`KeyframeRequestTap`]).
+    /// Packets that got through SRTP into the interceptor chain (see [`WireTap`]).
     delivered: Arc<AtomicU64>,
+    /// What the wire tap learned from RTCP.
+    wire: Arc<Mutex<WireState>>,
     legs: Vec<SendLeg>,
     mline_kinds: Vec<(String, MediaKind, u8)>,
     pending: VecDeque<Inbound>,
@@ -166,11 +173,15 @@ impl Transport {
     ) -> Result<(Transport, String), Error> {
         let (mut media, audio_codec, video_codec) = media_engine(summary)?;
         let delivered = Arc::new(AtomicU64::new(0));
-        let tap = KeyframeRequestTap {
-            delivered: delivered.clone(),
-            ..Default::default()
-        };
-        let registry = Registry::new().with(Slot::from(14_000), tap);
+        let wire = Arc::new(Mutex::new(WireState::default()));
+        let registry = Registry::new()
+            .with(Slot::from(14_000), KeyframeRequestTap::default())
+            // Wire-ward of every stage but congestion control: sees what SRTP let through,
+            // and the sender reports as they leave.
+            .with(
+                Slot::from(1_500),
+                WireTap::new(delivered.clone(), wire.clone()),
+            );
         let registry = configure_nack(registry, &mut media);
         let registry = configure_rtcp_reports(registry);
         let registry =
@@ -327,12 +338,47 @@ impl Transport {
             Transport {
                 pc,
                 delivered,
+                wire,
                 legs,
                 mline_kinds,
                 pending: VecDeque::new(),
             },
             answer_sdp,
         ))
+    }
+
+    /// Applies a client's ICE-restart offer (new ICE credentials, same m-lines) and returns
+    /// the answer. The SFU keeps its own ufrag and password (they route its STUN); the agent
+    /// restarts, and the client's checks from its new address are verified as at first.
+    pub(crate) fn restart_ice(&mut self, offer_sdp: String, now: Instant) -> Result<String, Error> {
+        let offer = RTCSessionDescription::offer(offer_sdp)
+            .map_err(|e| OfferError::Unparseable(e.to_string()))?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| Error::internal("setting the restart answer", e))?;
+        self.pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| Error::internal("reading the restart answer", "no local description"))
+    }
+
+    /// How many m-lines the negotiated offer had.
+    pub(crate) fn mline_count(&self) -> usize {
+        self.mline_kinds.len()
+    }
+
+    /// Whether the negotiated offer had an m-line `mid` of `kind`.
+    pub(crate) fn has_mline(&self, mid: &str, kind: MediaKind) -> bool {
+        self.mline_kinds
+            .iter()
+            .any(|(m, k, _)| m == mid && *k == kind)
     }
 
     /// The sending legs, one per m-line the call has a codec for.
@@ -529,49 +575,55 @@ impl Transport {
     }
 
     /// Link quality from the RTCP the two sides exchanged: (uplink, downlink).
+    ///
+    /// Uplink (participant to SFU): from the SFU's own receive statistics. Downlink: from the
+    /// participant's reception reports about our streams, read by the wire tap. Jitter comes
+    /// in RTP timestamp units and is converted with each stream's clock rate; the RTT is
+    /// measured from our sender reports and is a property of the path (both directions).
     pub(crate) fn link_quality(&mut self, now: Instant) -> (LinkQuality, LinkQuality) {
         let report = self.pc.get_stats(now, StatsSelector::None);
         let mut up = LinkQuality::default();
-        let mut down = LinkQuality::default();
         for entry in report.iter() {
-            match entry {
-                RTCStatsReportEntry::InboundRtp(s) => {
-                    let r = &s.received_rtp_stream_stats;
-                    up.packets_lost += r.packets_lost;
-                    if r.jitter > 0.0 {
-                        let j = std::time::Duration::from_secs_f64(r.jitter);
-                        up.jitter = Some(up.jitter.map_or(j, |o| o.max(j)));
-                    }
-                }
-                RTCStatsReportEntry::RemoteInboundRtp(s) => {
-                    let r = &s.received_rtp_stream_stats;
-                    down.packets_lost += r.packets_lost;
-                    if r.jitter > 0.0 {
-                        let j = std::time::Duration::from_secs_f64(r.jitter);
-                        down.jitter = Some(down.jitter.map_or(j, |o| o.max(j)));
-                    }
-                    if s.round_trip_time_measurements > 0 {
-                        let rtt = std::time::Duration::from_secs_f64(s.round_trip_time.max(0.0));
-                        down.rtt = Some(down.rtt.map_or(rtt, |o| o.max(rtt)));
-                    }
-                    down.fraction_lost = Some(
-                        down.fraction_lost
-                            .map_or(s.fraction_lost, |o| o.max(s.fraction_lost)),
-                    );
-                }
-                RTCStatsReportEntry::RemoteOutboundRtp(s) if s.round_trip_time_measurements > 0 => {
-                    let rtt = std::time::Duration::from_secs_f64(s.round_trip_time.max(0.0));
-                    up.rtt = Some(up.rtt.map_or(rtt, |o| o.max(rtt)));
-                }
-                _ => {}
+            if let RTCStatsReportEntry::InboundRtp(s) = entry {
+                let r = &s.received_rtp_stream_stats;
+                up.packets_lost += r.packets_lost;
+                let clock = clock_rate(r.rtp_stream_stats.kind);
+                let j = ticks(r.jitter, clock);
+                up.jitter = Some(up.jitter.map_or(j, |o| o.max(j)));
             }
         }
-        // RTT is a property of the path; both directions share it when only one side measured.
-        if up.rtt.is_none() {
-            up.rtt = down.rtt;
+        let mut down = LinkQuality::default();
+        if let Ok(wire) = self.wire.lock() {
+            down.rtt = wire.rtt;
+            for r in &wire.reports {
+                let Some(leg) = self.legs.iter().find(|l| l.ssrc == r.ssrc) else {
+                    continue;
+                };
+                down.packets_lost += i64::from(r.total_lost);
+                let fraction = f64::from(r.fraction_lost) / 256.0;
+                down.fraction_lost = Some(down.fraction_lost.map_or(fraction, |o| o.max(fraction)));
+                let j = ticks(f64::from(r.jitter), leg.clock_rate);
+                down.jitter = Some(down.jitter.map_or(j, |o| o.max(j)));
+            }
         }
+        up.rtt = down.rtt;
         (up, down)
     }
+}
+
+fn clock_rate(kind: RtpCodecKind) -> u32 {
+    match kind {
+        RtpCodecKind::Audio => 48_000,
+        _ => 90_000,
+    }
+}
+
+/// RTP timestamp units to time.
+fn ticks(units: f64, clock_rate: u32) -> std::time::Duration {
+    if !units.is_finite() || units <= 0.0 || clock_rate == 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::from_secs_f64(units / f64::from(clock_rate))
 }
 
 /// Builds the media engine for one participant: exactly the call's codecs, with the payload
@@ -654,68 +706,4 @@ fn media_engine(
     configure_simulcast_extension_headers(&mut media)
         .map_err(|e| Error::internal("registering simulcast header extensions", e))?;
     Ok((media, audio, video))
-}
-
-/// Lets keyframe requests (PLI, FIR) reach the engine instead of ending in the interceptor
-/// chain (FINDINGS trap 3). Marks them; everything else passes untouched.
-///
-/// It also counts every RTP/RTCP packet that made it through SRTP and into the chain, so
-/// the engine can count what the stack dropped silently (bad authentication, replays:
-/// FINDINGS trap 5).
-#[derive(Default)]
-pub(crate) struct KeyframeRequestTap {
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-    delivered: Arc<AtomicU64>,
-}
-
-impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let wanted = packets.iter().any(|p| {
-                let any = p.as_any();
-                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-            });
-            if wanted {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_queue.pop_front()
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    fn poll_timeout(&mut self) -> Option<Self::Time> {
-        None
-    }
-}
-
-impl Interceptor for KeyframeRequestTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -1,0 +1,569 @@
+//! Convert: request fields into `sfu` values (checked), and `sfu` values into `shopcall.v1`
+//! messages.
+//!
+//! A request field that cannot be used fails with a [`RequestError`] naming the field;
+//! `status.rs` turns it into INVALID_ARGUMENT. `sfu` enums are `#[non_exhaustive]`: a value
+//! this daemon does not know yet maps to the proto's UNSPECIFIED (and an unknown event is
+//! skipped), and the tests below check that every value known today maps to a real one.
+//!
+//! Not on the wire yet (the call-policy API adds them): the call's profile, initiator and
+//! external references, camera state and events (`CameraChanged`, `CameraRequested`),
+//! `CallAnswered`, video freezes, and the record's per-direction quality.
+
+use std::time::{Duration, SystemTime};
+
+use sfu::{
+    CallId, CallRecord, CallState, CallStats, ConnectionState, Counter, DropCounters, DropReason,
+    EndReason, Event, KindCounters, LeaveReason, LinkQuality, ParseIdError, ParticipantId,
+    ParticipantStats, Role, VideoCodec,
+};
+use shopcall_proto::v1 as pb;
+
+/// A request field that cannot be used. Always the caller's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A required field is empty.
+    #[error("{field} is required")]
+    Missing {
+        /// The field.
+        field: &'static str,
+    },
+    /// An id field is not 16 hexadecimal digits.
+    #[error("{field}: {source}")]
+    InvalidId {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        source: ParseIdError,
+    },
+    /// The role is unset or not a known value.
+    #[error("role must be ROLE_MERCHANT or ROLE_CUSTOMER, got {got}")]
+    InvalidRole {
+        /// What was sent, by name when it is a known value.
+        got: String,
+    },
+}
+
+/// Parses a required call id field.
+pub fn call_id(field: &'static str, text: &str) -> Result<CallId, RequestError> {
+    if text.is_empty() {
+        return Err(RequestError::Missing { field });
+    }
+    text.parse()
+        .map_err(|source| RequestError::InvalidId { field, source })
+}
+
+/// Parses an optional call id field (empty means none).
+pub fn optional_call_id(field: &'static str, text: &str) -> Result<Option<CallId>, RequestError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    call_id(field, text).map(Some)
+}
+
+/// Parses a required participant id field.
+pub fn participant_id(field: &'static str, text: &str) -> Result<ParticipantId, RequestError> {
+    if text.is_empty() {
+        return Err(RequestError::Missing { field });
+    }
+    text.parse()
+        .map_err(|source| RequestError::InvalidId { field, source })
+}
+
+/// Checks that a required text field is not empty.
+pub fn required<'a>(field: &'static str, text: &'a str) -> Result<&'a str, RequestError> {
+    if text.trim().is_empty() {
+        return Err(RequestError::Missing { field });
+    }
+    Ok(text)
+}
+
+/// The role of a Join request.
+pub fn role_from_proto(value: i32) -> Result<Role, RequestError> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Merchant) => Ok(Role::Merchant),
+        Ok(pb::Role::Customer) => Ok(Role::Customer),
+        Ok(pb::Role::Unspecified) => Err(RequestError::InvalidRole {
+            got: "ROLE_UNSPECIFIED".to_owned(),
+        }),
+        Err(_) => Err(RequestError::InvalidRole {
+            got: format!("unknown value {value}"),
+        }),
+    }
+}
+
+/// A role on the wire.
+pub fn role(role: Role) -> pb::Role {
+    match role {
+        Role::Merchant => pb::Role::Merchant,
+        Role::Customer => pb::Role::Customer,
+    }
+}
+
+/// A duration on the wire.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Always below 1e9, so it fits.
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// A wall-clock time on the wire.
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+/// A call state on the wire.
+pub fn call_state(state: CallState) -> pb::CallState {
+    match state {
+        CallState::Ringing => pb::CallState::Ringing,
+        CallState::Answered => pb::CallState::Answered,
+        CallState::Connected => pb::CallState::Connected,
+        CallState::Ended(_) => pb::CallState::Ended,
+        _ => pb::CallState::Unspecified,
+    }
+}
+
+/// An end reason on the wire.
+pub fn end_reason(reason: EndReason) -> pb::EndReason {
+    match reason {
+        EndReason::Requested => pb::EndReason::Requested,
+        EndReason::ParticipantLeft => pb::EndReason::ParticipantLeft,
+        EndReason::TransportFailed => pb::EndReason::TransportFailed,
+        EndReason::ServerShutdown => pb::EndReason::ServerShutdown,
+        EndReason::Declined => pb::EndReason::Declined,
+        EndReason::Missed => pb::EndReason::Missed,
+        EndReason::Cancelled => pb::EndReason::Cancelled,
+        EndReason::MaxDuration => pb::EndReason::MaxDuration,
+        EndReason::Inactivity => pb::EndReason::Inactivity,
+        EndReason::PeerLost => pb::EndReason::PeerLost,
+        _ => pb::EndReason::Unspecified,
+    }
+}
+
+/// A leave reason on the wire.
+pub fn leave_reason(reason: LeaveReason) -> pb::LeaveReason {
+    match reason {
+        LeaveReason::Requested => pb::LeaveReason::Requested,
+        LeaveReason::CallEnded => pb::LeaveReason::CallEnded,
+        LeaveReason::TransportFailed => pb::LeaveReason::TransportFailed,
+        LeaveReason::ConnectTimeout => pb::LeaveReason::ConnectTimeout,
+        LeaveReason::PeerLost => pb::LeaveReason::PeerLost,
+        _ => pb::LeaveReason::Unspecified,
+    }
+}
+
+/// A connection state on the wire.
+pub fn connection_state(state: ConnectionState) -> pb::ConnectionState {
+    match state {
+        ConnectionState::New => pb::ConnectionState::New,
+        ConnectionState::Connecting => pb::ConnectionState::Connecting,
+        ConnectionState::Connected => pb::ConnectionState::Connected,
+        ConnectionState::Disconnected => pb::ConnectionState::Disconnected,
+        ConnectionState::Failed => pb::ConnectionState::Failed,
+        ConnectionState::Closed => pb::ConnectionState::Closed,
+        _ => pb::ConnectionState::Unspecified,
+    }
+}
+
+/// A video codec on the wire.
+pub fn video_codec(codec: VideoCodec) -> pb::VideoCodec {
+    match codec {
+        VideoCodec::Vp8 => pb::VideoCodec::Vp8,
+        VideoCodec::Vp9 => pb::VideoCodec::Vp9,
+        VideoCodec::H264 => pb::VideoCodec::H264,
+        _ => pb::VideoCodec::Unspecified,
+    }
+}
+
+/// A drop reason on the wire.
+pub fn drop_reason(reason: DropReason) -> pb::DropReason {
+    match reason {
+        DropReason::Unclassified => pb::DropReason::Unclassified,
+        DropReason::MalformedStun => pb::DropReason::MalformedStun,
+        DropReason::UnknownUfrag => pb::DropReason::UnknownUfrag,
+        DropReason::UnknownSource => pb::DropReason::UnknownSource,
+        DropReason::TransportRejected => pb::DropReason::TransportRejected,
+        DropReason::UnknownSsrc => pb::DropReason::UnknownSsrc,
+        DropReason::NoSubscriber => pb::DropReason::NoSubscriber,
+        DropReason::PolicyDenied => pb::DropReason::PolicyDenied,
+        DropReason::SendFailed => pb::DropReason::SendFailed,
+        DropReason::WaitingForKeyframe => pb::DropReason::WaitingForKeyframe,
+        DropReason::LayerNotSelected => pb::DropReason::LayerNotSelected,
+        DropReason::Stale => pb::DropReason::Stale,
+        _ => pb::DropReason::Unspecified,
+    }
+}
+
+fn counter(c: &Counter) -> pb::Counter {
+    pb::Counter {
+        packets: c.packets,
+        bytes: c.bytes,
+    }
+}
+
+fn media_counters(k: &KindCounters) -> pb::MediaCounters {
+    pb::MediaCounters {
+        audio: Some(counter(&k.audio)),
+        video: Some(counter(&k.video)),
+    }
+}
+
+fn drops(d: &DropCounters) -> Vec<pb::DropCount> {
+    d.iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, packets)| pb::DropCount {
+            reason: drop_reason(reason) as i32,
+            packets,
+        })
+        .collect()
+}
+
+fn link_quality(q: &LinkQuality) -> pb::LinkQuality {
+    pb::LinkQuality {
+        rtt: q.rtt.map(duration),
+        fraction_lost: q.fraction_lost,
+        packets_lost: q.packets_lost,
+        jitter: q.jitter.map(duration),
+    }
+}
+
+/// One participant's statistics on the wire.
+pub fn participant_stats(p: &ParticipantStats) -> pb::ParticipantStats {
+    pb::ParticipantStats {
+        participant_id: p.participant.to_string(),
+        role: role(p.role) as i32,
+        connection_state: connection_state(p.connection) as i32,
+        joined_duration: Some(duration(p.joined_for)),
+        connected_duration: p.connected_for.map(duration),
+        received: Some(media_counters(&p.received)),
+        sent: Some(media_counters(&p.sent)),
+        dropped: drops(&p.dropped),
+        keyframe_requests_sent: p.keyframe_requests_sent,
+        keyframe_requests_received: p.keyframe_requests_received,
+        uplink: Some(link_quality(&p.uplink)),
+        downlink: Some(link_quality(&p.downlink)),
+    }
+}
+
+/// A call's statistics on the wire.
+pub fn call(stats: &CallStats) -> pb::Call {
+    let ended = match stats.state {
+        CallState::Ended(reason) => end_reason(reason),
+        _ => pb::EndReason::Unspecified,
+    };
+    pb::Call {
+        call_id: stats.call.to_string(),
+        state: call_state(stats.state) as i32,
+        end_reason: ended as i32,
+        age: Some(duration(stats.age)),
+        connected_duration: stats.connected_for.map(duration),
+        video_codec: stats
+            .video_codec
+            .map_or(pb::VideoCodec::Unspecified, video_codec) as i32,
+        participants: stats.participants.iter().map(participant_stats).collect(),
+    }
+}
+
+/// A call record on the wire.
+pub fn call_record(r: &CallRecord) -> pb::CallRecord {
+    pb::CallRecord {
+        call_id: r.call.to_string(),
+        end_reason: end_reason(r.end_reason) as i32,
+        duration: Some(duration(r.duration)),
+        connected_duration: Some(duration(r.connected_duration)),
+        participants: r.participants.iter().map(participant_stats).collect(),
+    }
+}
+
+/// An event on the wire, stamped with `time`. `None` for an event kind this daemon does not
+/// know (the `sfu` event enum may grow before the API does).
+pub fn event(e: &Event, time: SystemTime) -> Option<pb::Event> {
+    use pb::event::Kind;
+    let kind = match e {
+        Event::CallCreated { .. } => Kind::CallCreated(pb::CallCreated {}),
+        Event::ParticipantJoined {
+            participant,
+            role: r,
+            ..
+        } => Kind::ParticipantJoined(pb::ParticipantJoined {
+            participant_id: participant.to_string(),
+            role: role(*r) as i32,
+        }),
+        Event::ConnectionStateChanged {
+            participant, state, ..
+        } => Kind::ConnectionStateChanged(pb::ConnectionStateChanged {
+            participant_id: participant.to_string(),
+            state: connection_state(*state) as i32,
+        }),
+        Event::ParticipantConnected {
+            participant,
+            join_latency,
+            ..
+        } => Kind::ParticipantConnected(pb::ParticipantConnected {
+            participant_id: participant.to_string(),
+            join_latency: Some(duration(*join_latency)),
+        }),
+        Event::CallConnected { .. } => Kind::CallConnected(pb::CallConnected {}),
+        Event::ParticipantLeft {
+            participant,
+            role: r,
+            reason,
+            ..
+        } => Kind::ParticipantLeft(pb::ParticipantLeft {
+            participant_id: participant.to_string(),
+            role: role(*r) as i32,
+            reason: leave_reason(*reason) as i32,
+        }),
+        Event::CallEnded { reason, record, .. } => Kind::CallEnded(pb::CallEnded {
+            reason: end_reason(*reason) as i32,
+            record: Some(call_record(record)),
+        }),
+        _ => return None,
+    };
+    Some(pb::Event {
+        call_id: e.call().to_string(),
+        time: Some(timestamp(time)),
+        kind: Some(kind),
+    })
+}
+
+/// The event that tells a watcher it missed `count` events.
+pub fn events_lost(count: u64, time: SystemTime) -> pb::Event {
+    pb::Event {
+        call_id: String::new(),
+        time: Some(timestamp(time)),
+        kind: Some(pb::event::Kind::EventsLost(pb::EventsLost { count })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_and_name_the_field() {
+        assert_eq!(
+            call_id("call_id", ""),
+            Err(RequestError::Missing { field: "call_id" })
+        );
+        let err = call_id("call_id", "xyz").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "call_id: invalid call id: expected 16 hexadecimal digits, got 3 characters"
+        );
+        assert_eq!(
+            call_id("call_id", "00000000000000ff").unwrap(),
+            CallId::from_raw(255)
+        );
+        assert!(participant_id("participant_id", "00000000000000fg").is_err());
+        assert_eq!(optional_call_id("call_id", "").unwrap(), None);
+        assert!(required("sdp_offer", "  \n").is_err());
+    }
+
+    #[test]
+    fn roles_must_be_set() {
+        assert_eq!(
+            role_from_proto(pb::Role::Merchant as i32),
+            Ok(Role::Merchant)
+        );
+        assert_eq!(
+            role_from_proto(pb::Role::Customer as i32),
+            Ok(Role::Customer)
+        );
+        let err = role_from_proto(0).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "role must be ROLE_MERCHANT or ROLE_CUSTOMER, got ROLE_UNSPECIFIED"
+        );
+        assert!(role_from_proto(99).unwrap_err().to_string().contains("99"));
+        for r in Role::ALL {
+            assert_eq!(role_from_proto(role(r) as i32), Ok(r));
+        }
+    }
+
+    #[test]
+    fn every_known_enum_value_maps_to_a_specified_one() {
+        for r in DropReason::ALL {
+            assert_ne!(drop_reason(r), pb::DropReason::Unspecified, "{r:?}");
+            // The proto names follow the metrics labels.
+            assert_eq!(
+                drop_reason(r).as_str_name(),
+                format!("DROP_REASON_{}", r.as_str().to_uppercase())
+            );
+        }
+        for r in EndReason::ALL {
+            assert_eq!(
+                end_reason(r).as_str_name(),
+                format!("END_REASON_{}", r.as_str().to_uppercase())
+            );
+        }
+        for r in [
+            LeaveReason::Requested,
+            LeaveReason::CallEnded,
+            LeaveReason::TransportFailed,
+            LeaveReason::ConnectTimeout,
+            LeaveReason::PeerLost,
+        ] {
+            assert_eq!(
+                leave_reason(r).as_str_name(),
+                format!("LEAVE_REASON_{}", r.as_str().to_uppercase())
+            );
+        }
+        for s in [
+            ConnectionState::New,
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Disconnected,
+            ConnectionState::Failed,
+            ConnectionState::Closed,
+        ] {
+            assert_eq!(
+                connection_state(s).as_str_name(),
+                format!("CONNECTION_STATE_{}", s.as_str().to_uppercase())
+            );
+        }
+        for c in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264] {
+            assert_eq!(
+                video_codec(c).as_str_name(),
+                format!("VIDEO_CODEC_{}", c.encoding_name())
+            );
+        }
+        assert_eq!(call_state(CallState::Ringing), pb::CallState::Ringing);
+        assert_eq!(call_state(CallState::Answered), pb::CallState::Answered);
+        assert_eq!(call_state(CallState::Connected), pb::CallState::Connected);
+        assert_eq!(
+            call_state(CallState::Ended(EndReason::Requested)),
+            pb::CallState::Ended
+        );
+    }
+
+    #[test]
+    fn durations_and_times_convert_exactly() {
+        let d = duration(Duration::from_millis(1500));
+        assert_eq!((d.seconds, d.nanos), (1, 500_000_000));
+        let t = timestamp(SystemTime::UNIX_EPOCH + Duration::new(10, 7));
+        assert_eq!((t.seconds, t.nanos), (10, 7));
+    }
+
+    fn sample_participant() -> ParticipantStats {
+        let mut received = KindCounters::default();
+        received.audio.add(100);
+        received.video.add(1000);
+        let mut dropped = DropCounters::default();
+        dropped.add(DropReason::NoSubscriber);
+        dropped.add(DropReason::NoSubscriber);
+        ParticipantStats {
+            participant: ParticipantId::from_raw(0xabc),
+            role: Role::Customer,
+            connection: ConnectionState::Connected,
+            received,
+            sent: KindCounters::default(),
+            dropped,
+            keyframe_requests_sent: 3,
+            keyframe_requests_received: 4,
+            uplink: LinkQuality {
+                rtt: Some(Duration::from_millis(20)),
+                fraction_lost: Some(0.25),
+                packets_lost: 5,
+                jitter: None,
+            },
+            downlink: LinkQuality::default(),
+            video_freezes: 0,
+            video_freeze_duration: Duration::ZERO,
+            joined_for: Duration::from_secs(5),
+            connected_for: Some(Duration::from_secs(4)),
+        }
+    }
+
+    fn sample_record(call: CallId, end_reason: EndReason) -> CallRecord {
+        CallRecord {
+            call,
+            merchant_ref: None,
+            customer_ref: None,
+            initiator: Role::Merchant,
+            profile: "rear-camera-off".into(),
+            end_reason,
+            ring_duration: Duration::from_secs(1),
+            answer_latency: Some(Duration::from_secs(1)),
+            duration: Duration::from_secs(9),
+            connected_duration: Duration::ZERO,
+            customer_camera_used: false,
+            customer_camera_duration: Duration::ZERO,
+            merchant_camera_duration: Duration::ZERO,
+            to_customer: Default::default(),
+            to_merchant: Default::default(),
+            participants: vec![sample_participant()],
+        }
+    }
+
+    #[test]
+    fn participant_stats_carry_every_counter() {
+        let p = participant_stats(&sample_participant());
+        assert_eq!(p.participant_id, "0000000000000abc");
+        assert_eq!(p.role, pb::Role::Customer as i32);
+        assert_eq!(p.connection_state, pb::ConnectionState::Connected as i32);
+        let received = p.received.unwrap();
+        assert_eq!(received.audio.unwrap().bytes, 100);
+        assert_eq!(received.video.unwrap().packets, 1);
+        assert_eq!(
+            p.dropped,
+            vec![pb::DropCount {
+                reason: pb::DropReason::NoSubscriber as i32,
+                packets: 2
+            }]
+        );
+        assert_eq!(p.keyframe_requests_sent, 3);
+        assert_eq!(p.keyframe_requests_received, 4);
+        let up = p.uplink.unwrap();
+        assert_eq!(up.rtt.unwrap().nanos, 20_000_000);
+        assert_eq!(up.fraction_lost, Some(0.25));
+        assert_eq!(up.jitter, None);
+        assert_eq!(p.downlink.unwrap().fraction_lost, None);
+        assert_eq!(p.connected_duration.unwrap().seconds, 4);
+    }
+
+    #[test]
+    fn call_ended_event_carries_the_record() {
+        let call = CallId::from_raw(7);
+        let e = Event::CallEnded {
+            call,
+            reason: EndReason::ServerShutdown,
+            record: Box::new(sample_record(call, EndReason::ServerShutdown)),
+        };
+        let pb_event = event(&e, SystemTime::now()).unwrap();
+        assert_eq!(pb_event.call_id, "0000000000000007");
+        let Some(pb::event::Kind::CallEnded(ended)) = pb_event.kind else {
+            panic!("expected CallEnded, got {:?}", pb_event.kind);
+        };
+        assert_eq!(ended.reason, pb::EndReason::ServerShutdown as i32);
+        let record = ended.record.unwrap();
+        assert_eq!(record.participants.len(), 1);
+        assert_eq!(record.duration.unwrap().seconds, 9);
+    }
+
+    #[test]
+    fn call_stats_convert_with_state_and_codec() {
+        let stats = CallStats {
+            call: CallId::from_raw(1),
+            state: CallState::Ringing,
+            age: Duration::from_secs(2),
+            connected_for: None,
+            video_codec: Some(VideoCodec::Vp8),
+            customer_camera: None,
+            merchant_camera: None,
+            participants: vec![sample_participant()],
+        };
+        let c = call(&stats);
+        assert_eq!(c.state, pb::CallState::Ringing as i32);
+        assert_eq!(c.end_reason, pb::EndReason::Unspecified as i32);
+        assert_eq!(c.video_codec, pb::VideoCodec::Vp8 as i32);
+        assert_eq!(c.connected_duration, None);
+        assert_eq!(c.participants.len(), 1);
+    }
+}

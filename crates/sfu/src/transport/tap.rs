@@ -1,0 +1,222 @@
+//! Taps: two small interceptors in each transport's chain that tell the engine what the
+//! webrtc-rs stack would otherwise keep to itself.
+//!
+//! * [`KeyframeRequestTap`] (application-most) marks inbound PLI and FIR for delivery to the
+//!   engine; the stack's terminal stage drops unmarked RTCP (FINDINGS trap 3).
+//! * [`WireTap`] (wire-most but for congestion control) counts every packet that got through
+//!   SRTP, so the engine can count what the stack dropped silently (trap 5); remembers the
+//!   sender reports that leave, so receiver reports coming back give a round-trip time (the
+//!   stack reports none); and keeps the last reception report for each of our streams.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+
+/// Sender reports remembered for RTT (one per second per stream; a few seconds' worth).
+const SENT_REPORTS: usize = 32;
+
+/// The last reception report a participant sent about one of our streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamReport {
+    pub ssrc: u32,
+    pub fraction_lost: u8,
+    pub total_lost: u32,
+    /// Interarrival jitter in RTP timestamp units.
+    pub jitter: u32,
+}
+
+/// What the wire tap learned, shared with the transport.
+#[derive(Debug, Default)]
+pub(crate) struct WireState {
+    sent_reports: VecDeque<(u32, Instant)>,
+    /// The latest round-trip time measured from a receiver report.
+    pub rtt: Option<Duration>,
+    /// The latest reception report for each of our streams.
+    pub reports: Vec<StreamReport>,
+}
+
+impl WireState {
+    fn on_sender_report(&mut self, ntp_time: u64, now: Instant) {
+        if self.sent_reports.len() == SENT_REPORTS {
+            self.sent_reports.pop_front();
+        }
+        self.sent_reports.push_back(((ntp_time >> 16) as u32, now));
+    }
+
+    fn on_reception_report(&mut self, r: &ReceptionReport, now: Instant) {
+        if r.last_sender_report != 0
+            && let Some((_, sent)) = self
+                .sent_reports
+                .iter()
+                .find(|(mid, _)| *mid == r.last_sender_report)
+        {
+            let held = Duration::from_micros(u64::from(r.delay) * 1_000_000 / 65_536);
+            if let Some(rtt) = now.saturating_duration_since(*sent).checked_sub(held) {
+                self.rtt = Some(rtt);
+            }
+        }
+        let report = StreamReport {
+            ssrc: r.ssrc,
+            fraction_lost: r.fraction_lost,
+            total_lost: r.total_lost,
+            jitter: r.jitter,
+        };
+        match self.reports.iter_mut().find(|x| x.ssrc == r.ssrc) {
+            Some(x) => *x = report,
+            None => self.reports.push(report),
+        }
+    }
+}
+
+/// Counts delivered packets, times sender reports, reads reception reports.
+pub(crate) struct WireTap {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+    delivered: Arc<AtomicU64>,
+    state: Arc<Mutex<WireState>>,
+}
+
+impl WireTap {
+    pub(crate) fn new(delivered: Arc<AtomicU64>, state: Arc<Mutex<WireState>>) -> Self {
+        WireTap {
+            read_queue: VecDeque::new(),
+            write_queue: VecDeque::new(),
+            delivered,
+            state,
+        }
+    }
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                let any = p.as_any();
+                let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    &rr.reports
+                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    &sr.reports
+                } else {
+                    continue;
+                };
+                if let Ok(mut state) = self.state.lock() {
+                    for r in reports {
+                        state.on_reception_report(r, msg.now);
+                    }
+                }
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(sr) = p.as_any().downcast_ref::<SenderReport>()
+                    && let Ok(mut state) = self.state.lock()
+                {
+                    state.on_sender_report(sr.ntp_time, msg.now);
+                }
+            }
+        }
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        None
+    }
+}
+
+impl Interceptor for WireTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Lets keyframe requests (PLI, FIR) reach the engine instead of ending in the interceptor
+/// chain (FINDINGS trap 3). Marks them; everything else passes untouched.
+#[derive(Default)]
+pub(crate) struct KeyframeRequestTap {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let wanted = packets.iter().any(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            });
+            if wanted {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        None
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
