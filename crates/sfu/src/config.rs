@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use policy::{EligibilityRules, ProfileSet};
 
+use crate::bwe::{AllocatorConfig, EstimatorConfig};
 use crate::call::lifecycle::CallLimits;
 
 /// A video codec the SFU can forward. Audio is always Opus.
@@ -104,6 +105,29 @@ pub struct SfuConfig {
     pub eligibility: EligibilityRules,
     /// Default time limits of a call.
     pub call_limits: CallLimits,
+    /// Downlink estimation and video allocation.
+    pub bandwidth: BandwidthConfig,
+}
+
+/// Downlink estimation and video allocation (see `docs/bandwidth.md`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandwidthConfig {
+    /// The estimator's start and bounds.
+    pub estimator: EstimatorConfig,
+    /// Layer selection, pause and resume.
+    pub allocator: AllocatorConfig,
+    /// How often a participant's quality is published as an event.
+    pub quality_interval: Duration,
+}
+
+impl Default for BandwidthConfig {
+    fn default() -> Self {
+        BandwidthConfig {
+            estimator: EstimatorConfig::default(),
+            allocator: AllocatorConfig::default(),
+            quality_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for SfuConfig {
@@ -127,6 +151,7 @@ impl Default for SfuConfig {
             profiles: ProfileSet::builtin(),
             eligibility: EligibilityRules::default(),
             call_limits: CallLimits::default(),
+            bandwidth: BandwidthConfig::default(),
         }
     }
 }

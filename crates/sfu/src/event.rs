@@ -70,6 +70,44 @@ pub enum Event {
         /// The lens now on, or `None` when off.
         lens: Option<Lens>,
     },
+    /// Video to `participant` is paused: its downlink cannot carry video next to the audio.
+    /// Its client can show "video paused for weak network".
+    VideoPaused {
+        /// The call.
+        call: CallId,
+        /// The participant whose incoming video paused.
+        participant: ParticipantId,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// Video to `participant` resumed.
+    VideoResumed {
+        /// The call.
+        call: CallId,
+        /// The participant whose incoming video resumed.
+        participant: ParticipantId,
+    },
+    /// The simulcast layer forwarded to `participant` changed.
+    LayerChanged {
+        /// The call.
+        call: CallId,
+        /// The receiving participant.
+        participant: ParticipantId,
+        /// The layer's rid (`None` for a single-layer stream).
+        rid: Option<String>,
+        /// The layer's measured bitrate.
+        bitrate_bps: u64,
+    },
+    /// Periodic quality of one participant (rate limited by
+    /// [`BandwidthConfig::quality_interval`](crate::config::BandwidthConfig)).
+    Quality {
+        /// The call.
+        call: CallId,
+        /// The participant.
+        participant: ParticipantId,
+        /// Its statistics now.
+        stats: Box<crate::stats::ParticipantStats>,
+    },
     /// One side asks the other to turn its camera on. Nothing changes until the owner does;
     /// the signaling tier shows the request to the owner's client.
     CameraRequested {
@@ -110,12 +148,33 @@ impl Event {
             | Event::CallAnswered { call, .. }
             | Event::CameraChanged { call, .. }
             | Event::CameraRequested { call, .. }
+            | Event::VideoPaused { call, .. }
+            | Event::VideoResumed { call, .. }
+            | Event::LayerChanged { call, .. }
+            | Event::Quality { call, .. }
             | Event::ParticipantJoined { call, .. }
             | Event::ConnectionStateChanged { call, .. }
             | Event::ParticipantConnected { call, .. }
             | Event::CallConnected { call }
             | Event::ParticipantLeft { call, .. }
             | Event::CallEnded { call, .. } => *call,
+        }
+    }
+}
+
+/// Why video to a participant is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PauseReason {
+    /// The downlink estimate cannot carry the lowest video layer next to the audio.
+    WeakNetwork,
+}
+
+impl PauseReason {
+    /// Snake-case name for logs, metrics and the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::WeakNetwork => "weak_network",
         }
     }
 }

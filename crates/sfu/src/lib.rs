@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bwe;
 pub mod call;
 pub mod config;
 pub mod demux;
@@ -78,11 +79,11 @@ mod transport;
 
 pub use call::lifecycle::{CallLimits, CallLimitsOverride, LifecycleError};
 pub use call::{CallOptions, CreatedCall};
-pub use config::{ConfigError, SfuConfig, SrtpProfile, VideoCodec};
+pub use config::{BandwidthConfig, ConfigError, SfuConfig, SrtpProfile, VideoCodec};
 pub use driver::{SfuHandle, StartError};
 pub use engine::{DeclaredSource, Engine, JoinAnswer, JoinRequest, Transmit};
 pub use error::{Error, OfferError};
-pub use event::{CallState, ConnectionState, EndReason, Event, LeaveReason};
+pub use event::{CallState, ConnectionState, EndReason, Event, LeaveReason, PauseReason};
 pub use ids::{CallId, ParseIdError, ParticipantId};
 /// The policy crate, re-exported: profiles, sources, grants, eligibility.
 pub use policy;

@@ -1,13 +1,13 @@
 //! Participant: one role in a call, with its transport and its tracks in both directions.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use policy::{MediaKind, Role, Source};
 
 use crate::event::ConnectionState;
 use crate::ids::{CallId, ParticipantId};
-use crate::media::{DownTrack, Receiver};
+use crate::media::{DownTrack, RateMeter, Receiver};
 use crate::stats::{DropCounters, KindCounters, ParticipantStats};
 use crate::transport::Transport;
 
@@ -58,6 +58,12 @@ pub(crate) struct Participant {
     pub keyframe_requests_received: u64,
     /// The deadline currently scheduled for it in the engine's timer heap.
     pub deadline: Option<Instant>,
+    /// The audio sent to it, per second (for the allocator: audio comes first).
+    pub audio_rate: RateMeter,
+    /// When its next quality event is due.
+    pub next_quality: Instant,
+    /// When a REMB cap was last sent to it (as a publisher).
+    pub last_remb: Option<Instant>,
 }
 
 impl Participant {
@@ -70,6 +76,11 @@ impl Participant {
     }
 
     /// The receiver for `ssrc`, if the track is known.
+    pub(crate) fn receiver(&self, ssrc: u32) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.ssrc == ssrc)
+    }
+
+    /// The receiver for `ssrc`, if the track is known, mutable.
     pub(crate) fn receiver_mut(&mut self, ssrc: u32) -> Option<&mut Receiver> {
         self.receivers.iter_mut().find(|r| r.ssrc == ssrc)
     }
@@ -93,6 +104,10 @@ impl Participant {
     /// A snapshot of its statistics.
     pub(crate) fn stats(&mut self, now: Instant) -> ParticipantStats {
         let (uplink, downlink) = self.transport.link_quality(now);
+        let camera = self
+            .downtracks
+            .iter()
+            .find(|d| d.kind == MediaKind::Video && d.kind_index == 0);
         ParticipantStats {
             participant: self.id,
             role: self.role,
@@ -102,6 +117,10 @@ impl Participant {
             dropped: self.dropped,
             keyframe_requests_sent: self.keyframe_requests_sent,
             keyframe_requests_received: self.keyframe_requests_received,
+            estimated_downlink_bps: self.transport.estimate(now),
+            video_layer: camera.and_then(|d| d.layer_rid.clone()),
+            video_paused: camera.is_some_and(|d| d.forwarder.is_paused()),
+            video_paused_duration: camera.map_or(Duration::ZERO, |d| d.paused_for(now)),
             video_freezes: self.downtracks.iter().map(|d| d.freezes.count).sum(),
             video_freeze_duration: self.downtracks.iter().map(|d| d.freezes.duration).sum(),
             uplink,

@@ -38,11 +38,13 @@ pub enum DropReason {
     LayerNotSelected,
     /// A late packet from before the current forwarding start (would reuse sequence numbers).
     Stale,
+    /// Video to this receiver is paused: its downlink cannot carry it next to the audio.
+    BandwidthPaused,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (index = `as_index`).
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Unclassified,
         DropReason::MalformedStun,
         DropReason::UnknownUfrag,
@@ -55,6 +57,7 @@ impl DropReason {
         DropReason::WaitingForKeyframe,
         DropReason::LayerNotSelected,
         DropReason::Stale,
+        DropReason::BandwidthPaused,
     ];
 
     /// Position in [`DropReason::ALL`].
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::WaitingForKeyframe => "waiting_for_keyframe",
             DropReason::LayerNotSelected => "layer_not_selected",
             DropReason::Stale => "stale",
+            DropReason::BandwidthPaused => "bandwidth_paused",
         }
     }
 }
@@ -187,6 +191,15 @@ pub struct ParticipantStats {
     pub uplink: LinkQuality,
     /// Quality of the downlink (SFU to this participant), from this participant's reports.
     pub downlink: LinkQuality,
+    /// The SFU's estimate of this participant's downlink, bits per second (`None` before
+    /// any congestion feedback).
+    pub estimated_downlink_bps: Option<u64>,
+    /// The simulcast layer (rid) of the camera video forwarded to it now.
+    pub video_layer: Option<String>,
+    /// Whether video to it is paused for its downlink.
+    pub video_paused: bool,
+    /// Total time video to it was paused for its downlink.
+    pub video_paused_duration: Duration,
     /// Video freezes in what the SFU sent to this participant.
     pub video_freezes: u32,
     /// Total time frozen.
@@ -236,6 +249,10 @@ pub struct DirectionQuality {
     pub average_bitrate_bps: u64,
     /// Video freezes.
     pub freezes: u32,
+    /// Time the receiver's video was paused for its downlink.
+    pub video_paused_duration: Duration,
+    /// The receiver's downlink estimate at the end.
+    pub estimated_bps: Option<u64>,
     /// Time frozen.
     pub freeze_duration: Duration,
 }

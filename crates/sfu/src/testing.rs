@@ -48,6 +48,65 @@ pub const SFU_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0,
 /// Index of a client in a [`SimNet`].
 pub type ClientId = usize;
 
+/// A simulated link direction: a bottleneck of `rate_bps` with a drop-tail queue, a fixed
+/// one-way `delay`, and random `loss`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// Capacity, bits per second; `None` = unlimited.
+    pub rate_bps: Option<u64>,
+    /// One-way propagation delay.
+    pub delay: Duration,
+    /// Random loss, 0.0..=1.0.
+    pub loss: f64,
+    /// The bottleneck queue holds at most this much queueing delay; later packets drop.
+    pub max_queue_delay: Duration,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            rate_bps: None,
+            delay: Duration::ZERO,
+            loss: 0.0,
+            max_queue_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Link {
+    config: LinkConfig,
+    busy_until: Option<Instant>,
+}
+
+impl Link {
+    /// When a datagram of `size` bytes sent at `now` arrives, or `None` if lost.
+    fn arrival(&mut self, now: Instant, size: usize, rng: &mut u64) -> Option<Instant> {
+        let c = self.config;
+        if c.loss > 0.0 {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            if (*rng % 1_000_000) as f64 / 1_000_000.0 < c.loss {
+                return None;
+            }
+        }
+        let Some(rate) = c.rate_bps.filter(|r| *r > 0) else {
+            return Some(now + c.delay);
+        };
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        if start.saturating_duration_since(now) > c.max_queue_delay {
+            return None;
+        }
+        let tx = Duration::from_nanos((size as u64 * 8).saturating_mul(1_000_000_000) / rate);
+        self.busy_until = Some(start + tx);
+        Some(start + tx + c.delay)
+    }
+}
+
+/// Sent in order, then by this counter, so equal arrival times keep their order.
+type InFlight = std::cmp::Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>;
+
 /// What a client saw.
 #[derive(Debug, Clone, Default)]
 pub struct ClientStats {
@@ -67,6 +126,10 @@ pub struct ClientStats {
     pub connected: bool,
     /// SSRCs of the remote tracks it received media on.
     pub remote_ssrcs: Vec<u32>,
+    /// Video packets received per simulcast layer (0 = lowest; single streams count as 0).
+    pub received_layers: [u64; 3],
+    /// The layer of the last video packet received.
+    pub last_layer: Option<u8>,
 }
 
 /// A sans-IO WebRTC client (full ICE, offerer) on the simulated network.
@@ -80,11 +143,19 @@ pub struct SimClient {
     participant: Option<crate::ParticipantId>,
     /// While true it sends and receives nothing (a dead link).
     silent: bool,
+    /// SFU to client.
+    downlink: Link,
+    /// Client to SFU.
+    uplink: Link,
+    /// Simulcast layer SSRCs (lowest first) when it publishes simulcast.
+    layers: Vec<u32>,
+    /// Keyframes asked for (by PLI), by SSRC.
+    keyframe_wanted: Vec<u32>,
     audio: Option<(RTCRtpSenderId, u32, u8)>,
     video: Option<(RTCRtpSenderId, u32, u8)>,
     receivers: Vec<(RTCRtpReceiverId, u32)>,
-    seq: [u16; 2],
-    ts: [u32; 2],
+    /// Next sequence number and timestamp per SSRC.
+    counters: Vec<(u32, u16, u32)>,
     stats: ClientStats,
 }
 
@@ -97,6 +168,8 @@ pub struct ClientOptions {
     pub video: bool,
     /// Offer H.264 before VP8.
     pub h264_first: bool,
+    /// Publish the camera as three simulcast layers (rids "q", "h", "f").
+    pub simulcast: bool,
 }
 
 impl Default for ClientOptions {
@@ -105,6 +178,7 @@ impl Default for ClientOptions {
             audio: true,
             video: true,
             h264_first: false,
+            simulcast: false,
         }
     }
 }
@@ -168,7 +242,7 @@ impl SimClient {
             .with_interceptor_registry(registry)
             .build(now)
             .expect("client peer connection builds");
-        let mut add = |kind, codec: &RTCRtpCodec, ssrc: u32| {
+        let add = |pc: &mut RTCPeerConnection, kind, codec: &RTCRtpCodec, ssrc: u32| {
             let track = MediaStreamTrack::new(
                 "client".to_owned(),
                 format!("{kind}"),
@@ -185,13 +259,51 @@ impl SimClient {
             );
             pc.add_track(track).expect("adding a track")
         };
-        let audio = options
-            .audio
-            .then(|| (add(RtpCodecKind::Audio, &opus, seed), seed, OPUS_PT));
+        let audio = options.audio.then(|| {
+            (
+                add(&mut pc, RtpCodecKind::Audio, &opus, seed),
+                seed,
+                OPUS_PT,
+            )
+        });
+        let mut layers = Vec::new();
         let video = options.video.then(|| {
             let codec = if options.h264_first { &h264 } else { &vp8 };
             let pt = if options.h264_first { H264_PT } else { VP8_PT };
-            (add(RtpCodecKind::Video, codec, seed + 1), seed + 1, pt)
+            if options.simulcast {
+                layers = vec![seed + 1, seed + 2, seed + 3];
+                let codings = ["q", "h", "f"]
+                    .iter()
+                    .zip(&layers)
+                    .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            rid: (*rid).to_owned(),
+                            ssrc: Some(*ssrc),
+                            ..Default::default()
+                        },
+                        codec: codec.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let track = MediaStreamTrack::new(
+                    "client".to_owned(),
+                    "video".to_owned(),
+                    "video".to_owned(),
+                    RtpCodecKind::Video,
+                    codings,
+                );
+                (
+                    pc.add_track(track).expect("adding a simulcast track"),
+                    seed + 1,
+                    pt,
+                )
+            } else {
+                (
+                    add(&mut pc, RtpCodecKind::Video, codec, seed + 1),
+                    seed + 1,
+                    pt,
+                )
+            }
         });
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -217,11 +329,14 @@ impl SimClient {
             candidate: addr,
             participant: None,
             silent: false,
+            downlink: Link::default(),
+            uplink: Link::default(),
+            layers,
+            keyframe_wanted: Vec::new(),
             audio,
             video,
             receivers: Vec::new(),
-            seq: [1000, 5000],
-            ts: [0, 0],
+            counters: Vec::new(),
             stats: ClientStats::default(),
         }
     }
@@ -267,6 +382,11 @@ impl SimClient {
                     }
                     if video {
                         self.stats.received_video.add(size);
+                        let layer = usize::from(p.payload.get(1).copied().unwrap_or(0) >> 4);
+                        if let Some(n) = self.stats.received_layers.get_mut(layer) {
+                            *n += 1;
+                        }
+                        self.stats.last_layer = Some(layer as u8);
                     } else {
                         self.stats.received_audio.add(size);
                     }
@@ -276,8 +396,9 @@ impl SimClient {
                 }
                 RTCMessage::RtcpPacket(_, packets) => {
                     for p in packets {
-                        if p.as_any().is::<PictureLossIndication>() {
+                        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
                             self.stats.plis_received += 1;
+                            self.keyframe_wanted.push(pli.media_ssrc);
                         }
                     }
                 }
@@ -298,28 +419,56 @@ impl SimClient {
     }
 
     fn send(&mut self, kind: MediaKind, payload: Bytes, marker: bool, ts_step: u32, now: Instant) {
-        let (slot, track) = match kind {
-            MediaKind::Audio => (0, self.audio),
-            MediaKind::Video => (1, self.video),
+        let track = match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
         };
-        let Some((sender, ssrc, pt)) = track else {
+        let Some((_, ssrc, _)) = track else {
             return;
         };
+        self.send_on(kind, ssrc, payload, marker, ts_step, now);
+    }
+
+    fn send_on(
+        &mut self,
+        kind: MediaKind,
+        ssrc: u32,
+        payload: Bytes,
+        marker: bool,
+        ts_step: u32,
+        now: Instant,
+    ) {
+        let track = match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+        };
+        let Some((sender, _, pt)) = track else {
+            return;
+        };
+        let i = match self.counters.iter().position(|c| c.0 == ssrc) {
+            Some(i) => i,
+            None => {
+                self.counters
+                    .push((ssrc, (ssrc as u16).wrapping_mul(7), ssrc.wrapping_mul(13)));
+                self.counters.len() - 1
+            }
+        };
+        let (_, seq, ts) = self.counters[i];
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
                 marker,
                 payload_type: pt,
-                sequence_number: self.seq[slot],
-                timestamp: self.ts[slot],
+                sequence_number: seq,
+                timestamp: ts,
                 ssrc,
                 ..Default::default()
             },
             payload,
         };
-        self.seq[slot] = self.seq[slot].wrapping_add(1);
+        self.counters[i].1 = seq.wrapping_add(1);
         if marker {
-            self.ts[slot] = self.ts[slot].wrapping_add(ts_step);
+            self.counters[i].2 = ts.wrapping_add(ts_step);
         }
         let size = packet.payload.len() + 12;
         if let Some(mut s) = self.pc.rtp_sender(sender)
@@ -330,6 +479,13 @@ impl SimClient {
                 MediaKind::Video => self.stats.sent_video.add(size),
             }
         }
+    }
+
+    /// Whether a keyframe was asked for on `ssrc` (clears the request).
+    fn take_keyframe_request(&mut self, ssrc: u32) -> bool {
+        let before = self.keyframe_wanted.len();
+        self.keyframe_wanted.retain(|s| *s != ssrc);
+        before != self.keyframe_wanted.len()
     }
 }
 
@@ -364,7 +520,10 @@ pub struct SimNet {
     /// Synthetic time: starts at construction, moves only in [`SimNet::run_for`].
     pub now: Instant,
     clients: Vec<SimClient>,
-    wire: VecDeque<(SocketAddr, SocketAddr, BytesMut)>,
+    outbox: VecDeque<(SocketAddr, SocketAddr, BytesMut)>,
+    wire: std::collections::BinaryHeap<InFlight>,
+    sent: u64,
+    rng: u64,
     events: Vec<Event>,
     counter: u32,
 }
@@ -380,7 +539,10 @@ impl SimNet {
             engine,
             now: Instant::now(),
             clients: Vec::new(),
-            wire: VecDeque::new(),
+            outbox: VecDeque::new(),
+            wire: std::collections::BinaryHeap::new(),
+            sent: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
             events: Vec::new(),
             counter: 0,
         }
@@ -493,20 +655,61 @@ impl SimNet {
         self.pump();
     }
 
-    /// Client `c` sends one video frame of `packets` packets (VP8-like; keyframe or not).
+    /// Client `c` sends one video frame of `packets` packets (VP8-like; keyframe when asked
+    /// or when a PLI asked for one).
     pub fn send_video_frame(&mut self, c: ClientId, keyframe: bool, packets: usize) {
+        let Some(ssrc) = self.clients[c].video.map(|v| v.1) else {
+            return;
+        };
+        let keyframe = self.clients[c].take_keyframe_request(ssrc) || keyframe;
+        self.send_frame(c, ssrc, 0, keyframe, packets, 1000);
+        self.pump();
+    }
+
+    /// Client `c` (with [`ClientOptions::simulcast`]) sends one frame on each layer: 1 packet
+    /// of 600 bytes, 2 of 1,000, 6 of 1,000 (about 150, 500 and 1,500 kbit/s at 30 fps).
+    /// A layer sends a keyframe when `keyframe`, or when a PLI asked for one on it.
+    pub fn send_simulcast_frame(&mut self, c: ClientId, keyframe: bool) {
+        let layers = self.clients[c].layers.clone();
+        for (layer, ssrc) in layers.into_iter().enumerate() {
+            let kf = self.clients[c].take_keyframe_request(ssrc) || keyframe;
+            let (packets, size) = [(1, 600), (2, 1000), (6, 1000)][layer];
+            self.send_frame(c, ssrc, layer as u8, kf, packets, size);
+        }
+        self.pump();
+    }
+
+    fn send_frame(
+        &mut self,
+        c: ClientId,
+        ssrc: u32,
+        layer: u8,
+        keyframe: bool,
+        packets: usize,
+        size: usize,
+    ) {
         let now = self.now;
         for i in 0..packets {
             self.counter += 1;
+            let tag = layer << 4;
             let prefix = if i == 0 {
-                [0x10, if keyframe { 0x00 } else { 0x01 }]
+                [0x10, tag | u8::from(!keyframe)]
             } else {
-                [0x00, 0x01]
+                [0x00, tag | 0x01]
             };
-            let payload = make_payload(prefix, self.counter, 1000);
-            self.clients[c].send(MediaKind::Video, payload, i + 1 == packets, 3000, now);
+            let payload = make_payload(prefix, self.counter, size);
+            self.clients[c].send_on(MediaKind::Video, ssrc, payload, i + 1 == packets, 3000, now);
         }
-        self.pump();
+    }
+
+    /// Sets the client's downlink (SFU to client).
+    pub fn set_downlink(&mut self, c: ClientId, config: LinkConfig) {
+        self.clients[c].downlink.config = config;
+    }
+
+    /// Sets the client's uplink (client to SFU).
+    pub fn set_uplink(&mut self, c: ClientId, config: LinkConfig) {
+        self.clients[c].uplink.config = config;
     }
 
     /// Client `c` encrypts `frames` video frames of `packets` packets each (the first a
@@ -569,23 +772,52 @@ impl SimNet {
         self.pump();
     }
 
-    /// Delivers everything in flight, repeatedly, until the wire is quiet.
+    /// Delivers everything due by now, repeatedly, until nothing more is due.
     pub fn pump(&mut self) {
-        for _ in 0..64 {
+        for _ in 0..256 {
             let now = self.now;
             for c in &mut self.clients {
-                c.drain(now, &mut self.wire);
+                c.drain(now, &mut self.outbox);
             }
             while let Some(t) = self.engine.poll_transmit() {
-                self.wire.push_back((t.destination, t.source, t.contents));
+                self.outbox.push_back((t.destination, t.source, t.contents));
             }
             while let Some(e) = self.engine.poll_event() {
                 self.events.push(e);
             }
-            if self.wire.is_empty() {
-                return;
+            // Onto the links: the client's uplink or the destination client's downlink.
+            while let Some((to, from, bytes)) = self.outbox.pop_front() {
+                let link = if to == SFU_ADDR {
+                    self.clients
+                        .iter_mut()
+                        .find(|c| c.addr == from)
+                        .map(|c| &mut c.uplink)
+                } else {
+                    self.clients
+                        .iter_mut()
+                        .find(|c| c.addr == to)
+                        .map(|c| &mut c.downlink)
+                };
+                let arrival = match link {
+                    Some(link) => link.arrival(now, bytes.len(), &mut self.rng),
+                    None => Some(now),
+                };
+                if let Some(at) = arrival {
+                    self.sent += 1;
+                    self.wire
+                        .push(std::cmp::Reverse((at, self.sent, to, from, bytes.to_vec())));
+                }
             }
-            while let Some((to, from, bytes)) = self.wire.pop_front() {
+            let mut delivered = false;
+            while let Some(std::cmp::Reverse((at, _, _, _, _))) = self.wire.peek() {
+                if *at > now {
+                    break;
+                }
+                let Some(std::cmp::Reverse((_, _, to, from, bytes))) = self.wire.pop() else {
+                    break;
+                };
+                delivered = true;
+                let bytes = BytesMut::from(&bytes[..]);
                 if to == SFU_ADDR {
                     self.engine.handle_datagram(now, from, SFU_ADDR, bytes);
                 } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to && !c.silent)
@@ -602,11 +834,14 @@ impl SimNet {
                     });
                 }
             }
+            if !delivered && self.outbox.is_empty() {
+                return;
+            }
         }
     }
 
-    /// Advances synthetic time by `duration`, running every timer that falls due (in 5 ms
-    /// steps at most, so exchanges interleave as on a fast network).
+    /// Advances synthetic time by `duration`, running every timer and delivering every
+    /// datagram that falls due (in 5 ms steps at most).
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
         loop {
@@ -619,6 +854,9 @@ impl SimNet {
                 if let Some(t) = c.pc.poll_timeout() {
                     next = next.min(t.max(self.now));
                 }
+            }
+            if let Some(std::cmp::Reverse((at, _, _, _, _))) = self.wire.peek() {
+                next = next.min((*at).max(self.now));
             }
             self.now = next;
             if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {

@@ -187,5 +187,7 @@ fn direction(
         },
         freezes: to.video_freezes,
         freeze_duration: to.video_freeze_duration,
+        video_paused_duration: to.video_paused_duration,
+        estimated_bps: to.estimated_downlink_bps,
     }
 }

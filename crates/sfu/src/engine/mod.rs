@@ -6,6 +6,7 @@
 //! [`Engine::poll_timeout`] (or the next datagram / request) and call
 //! [`Engine::handle_timeout`]. The engine never reads a clock.
 
+mod bandwidth;
 mod finish;
 mod forward;
 mod requests;
@@ -90,8 +91,8 @@ pub struct JoinAnswer {
     pub constraints: ClientConstraints,
 }
 
-/// How often the liveness sweep runs while there are participants.
-pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the liveness sweep and the bandwidth tick run while there are participants.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Timers never spin: a deadline at or before `now` is retried this much later.
 const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
@@ -130,7 +131,11 @@ impl Engine {
         if candidates.is_empty() {
             return Err(Error::internal("creating the engine", "no host candidate"));
         }
-        let settings = TransportSettings::new(config.srtp_profiles.clone(), candidates)?;
+        let settings = TransportSettings::new(
+            config.srtp_profiles.clone(),
+            candidates,
+            config.bandwidth.estimator,
+        )?;
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_rng(&mut rand::rng()),
@@ -637,6 +642,7 @@ impl Engine {
             tracing::info!(participant = %id, "no reconnect within the grace period: lost");
             self.remove_participant(id, LeaveReason::PeerLost, now);
         }
+        self.bandwidth_tick(now);
         self.next_sweep = (!self.participants.is_empty()).then(|| now + SWEEP_INTERVAL);
     }
 

@@ -1,12 +1,13 @@
 //! The engine's requests: calls (create, answer, decline, end), participants (join, leave,
 //! candidates), cameras, statistics.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use policy::{CameraSetting, Decision, DeclaredTrack, Lens, MediaKind, Role, Source, review_join};
 use rand::RngExt;
 
 use super::{Engine, JoinAnswer, JoinRequest, random_token};
+use crate::bwe::Allocator;
 use crate::call::lifecycle::Lifecycle;
 use crate::call::{Call, CallOptions, CreatedCall, MAX_REF_LEN};
 use crate::error::Error;
@@ -330,6 +331,11 @@ impl Engine {
                     self.rng.random(),
                 ),
                 freezes: FreezeDetector::default(),
+                allocator: (leg.kind == MediaKind::Video)
+                    .then(|| Allocator::new(self.config.bandwidth.allocator)),
+                paused_since: None,
+                paused_total: Duration::ZERO,
+                layer_rid: None,
             })
             .collect();
         let sources = summary
@@ -380,6 +386,9 @@ impl Engine {
                 transport_state: ConnectionState::New,
                 last_rx: now,
                 disconnected_since: None,
+                audio_rate: Default::default(),
+                next_quality: now + self.config.bandwidth.quality_interval,
+                last_remb: None,
             },
         );
         if self.next_sweep.is_none() {

@@ -3,6 +3,9 @@
 
 use policy::MediaKind;
 
+use std::time::{Duration, Instant};
+
+use crate::bwe::Allocator;
 use crate::config::VideoCodec;
 use crate::media::{Forwarder, FreezeDetector, Munger};
 
@@ -25,4 +28,22 @@ pub struct DownTrack {
     pub munger: Munger,
     /// Freezes of the video sent on it.
     pub freezes: FreezeDetector,
+    /// Which layer fits the downlink (video only).
+    pub allocator: Option<Allocator>,
+    /// Since when video is paused for the downlink, while it is.
+    pub paused_since: Option<Instant>,
+    /// Time paused, earlier stretches.
+    pub paused_total: Duration,
+    /// The rid of the layer the allocator chose (for stats and events).
+    pub layer_rid: Option<String>,
+}
+
+impl DownTrack {
+    /// Time paused for bandwidth so far.
+    pub fn paused_for(&self, now: Instant) -> Duration {
+        self.paused_total
+            + self
+                .paused_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
 }

@@ -22,6 +22,10 @@ pub enum Verdict {
 pub struct Forwarder {
     needs_keyframe: bool,
     source: Option<u32>,
+    /// The layer the allocator wants; switched to on its next keyframe.
+    target: Option<u32>,
+    /// Paused for the downlink: nothing goes.
+    paused: bool,
     was_granted: bool,
     /// Set when forwarding (re)starts: the munger must start a new mapping.
     restart: bool,
@@ -33,6 +37,8 @@ impl Forwarder {
         Forwarder {
             needs_keyframe: video,
             source: None,
+            target: None,
+            paused: false,
             was_granted: false,
             restart: true,
         }
@@ -41,6 +47,32 @@ impl Forwarder {
     /// The SSRC being forwarded, if one is selected.
     pub fn source(&self) -> Option<u32> {
         self.source
+    }
+
+    /// The layer the allocator wants (switched to on its next keyframe).
+    pub fn target(&self) -> Option<u32> {
+        self.target
+    }
+
+    /// Asks for another layer. Forwarding stays on the current one until a keyframe of the
+    /// target arrives, then switches (the munger keeps the output continuous).
+    pub fn set_target(&mut self, ssrc: u32) {
+        self.target = Some(ssrc);
+    }
+
+    /// Pauses or resumes forwarding for the downlink. Resuming starts on a keyframe.
+    pub fn set_paused(&mut self, paused: bool, video: bool) {
+        if self.paused != paused {
+            self.paused = paused;
+            if !paused {
+                self.pause(video);
+            }
+        }
+    }
+
+    /// Whether forwarding is paused for the downlink.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Decides for a packet of `ssrc`. `granted` is the policy's answer for this media now;
@@ -54,13 +86,30 @@ impl Forwarder {
             return Verdict::Drop(DropReason::PolicyDenied);
         }
         self.was_granted = true;
-        match self.source {
-            None => {
+        if self.paused {
+            return Verdict::Drop(DropReason::BandwidthPaused);
+        }
+        match (self.source, self.target) {
+            (None, Some(t)) if t != ssrc => return Verdict::Drop(DropReason::LayerNotSelected),
+            (None, _) => {
                 self.source = Some(ssrc);
                 self.restart = true;
             }
-            Some(s) if s != ssrc => return Verdict::Drop(DropReason::LayerNotSelected),
-            Some(_) => {}
+            (Some(s), _) if s == ssrc => {}
+            (Some(_), Some(t)) if t == ssrc => {
+                // The target layer: switch on its keyframe, keep the current one until then.
+                if !video {
+                    self.source = Some(ssrc);
+                    self.restart = true;
+                } else if is_keyframe {
+                    self.source = Some(ssrc);
+                    self.restart = true;
+                    self.needs_keyframe = false;
+                } else {
+                    return Verdict::DropAndRequestKeyframe;
+                }
+            }
+            (Some(_), _) => return Verdict::Drop(DropReason::LayerNotSelected),
         }
         if video && self.needs_keyframe {
             if !is_keyframe {
@@ -78,6 +127,9 @@ impl Forwarder {
 
     /// The selected source went away: pick again, restart on a keyframe.
     pub fn source_removed(&mut self, ssrc: u32, video: bool) {
+        if self.target == Some(ssrc) {
+            self.target = None;
+        }
         if self.source == Some(ssrc) {
             self.source = None;
             self.pause(video);
@@ -121,6 +173,39 @@ mod tests {
         );
         assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
         assert!(f.take_restart());
+    }
+
+    #[test]
+    fn a_layer_switch_waits_for_the_target_keyframe() {
+        let mut f = Forwarder::new(true);
+        assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
+        f.take_restart();
+        f.set_target(2);
+        // The target's delta frames are dropped (and a keyframe asked for); layer 1 goes on.
+        assert_eq!(
+            f.decide(2, true, true, false),
+            Verdict::DropAndRequestKeyframe
+        );
+        assert_eq!(f.decide(1, true, true, false), Verdict::Forward);
+        assert!(!f.take_restart());
+        assert_eq!(f.decide(2, true, true, true), Verdict::Forward);
+        assert!(f.take_restart());
+        assert_eq!(
+            f.decide(1, true, true, false),
+            Verdict::Drop(DropReason::LayerNotSelected)
+        );
+        // Paused for bandwidth: nothing; resumed: on a keyframe again.
+        f.set_paused(true, true);
+        assert_eq!(
+            f.decide(2, true, true, true),
+            Verdict::Drop(DropReason::BandwidthPaused)
+        );
+        f.set_paused(false, true);
+        assert_eq!(
+            f.decide(2, true, true, false),
+            Verdict::DropAndRequestKeyframe
+        );
+        assert_eq!(f.decide(2, true, true, true), Verdict::Forward);
     }
 
     #[test]

@@ -9,10 +9,12 @@ pub mod forwarder;
 pub mod freeze;
 pub mod keyframe;
 pub mod munger;
+pub mod rate;
 pub mod receiver;
 
 pub use downtrack::DownTrack;
 pub use forwarder::{Forwarder, Verdict};
 pub use freeze::FreezeDetector;
 pub use munger::Munger;
+pub use rate::RateMeter;
 pub use receiver::Receiver;

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use policy::{MediaKind, Source};
 
+use crate::media::RateMeter;
 use crate::stats::Counter;
 use crate::transport::ReceiverRef;
 
@@ -25,6 +26,8 @@ pub struct Receiver {
     last_keyframe_request: Option<Instant>,
     /// What arrived on it.
     pub received: Counter,
+    /// Its bitrate, sampled on the engine's tick.
+    pub rate: RateMeter,
 }
 
 impl Receiver {
@@ -45,6 +48,7 @@ impl Receiver {
             handle,
             last_keyframe_request: None,
             received: Counter::default(),
+            rate: RateMeter::default(),
         }
     }
 

@@ -38,6 +38,7 @@ use rtc::peer_connection::transport::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -48,6 +49,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
 
+use crate::bwe::{DownlinkEstimator, EstimatorConfig};
 use crate::config::SrtpProfile;
 use crate::error::{Error, OfferError};
 use crate::event::ConnectionState;
@@ -72,12 +74,15 @@ pub(crate) struct TransportSettings {
     pub srtp_profiles: Vec<SrtpProfile>,
     /// Host candidates: announced address + the media socket's port.
     pub candidates: Vec<SocketAddr>,
+    /// How each participant's downlink estimate starts and is bounded.
+    pub estimator: EstimatorConfig,
 }
 
 impl TransportSettings {
     pub(crate) fn new(
         srtp_profiles: Vec<SrtpProfile>,
         candidates: Vec<SocketAddr>,
+        estimator: EstimatorConfig,
     ) -> Result<Self, Error> {
         let provider = rtc::crypto::default_provider()
             .map_err(|e| Error::internal("loading the crypto provider", e))?;
@@ -92,6 +97,7 @@ impl TransportSettings {
             certificate,
             srtp_profiles,
             candidates,
+            estimator,
         })
     }
 }
@@ -173,7 +179,9 @@ impl Transport {
     ) -> Result<(Transport, String), Error> {
         let (mut media, audio_codec, video_codec) = media_engine(summary)?;
         let delivered = Arc::new(AtomicU64::new(0));
-        let wire = Arc::new(Mutex::new(WireState::default()));
+        let wire = Arc::new(Mutex::new(WireState::new(DownlinkEstimator::new(
+            settings.estimator,
+        ))));
         let registry = Registry::new()
             .with(Slot::from(14_000), KeyframeRequestTap::default())
             // Wire-ward of every stage but congestion control: sees what SRTP let through,
@@ -329,6 +337,21 @@ impl Transport {
                 clock_rate,
             });
         }
+        // The transport-wide sequence number extension, as negotiated: the wire tap reads it
+        // from what leaves, to match the participant's feedback.
+        let twcc_extension = legs.first().and_then(|leg| {
+            pc.rtp_sender(leg.sender).and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .find(|h| h.uri == sdp::extmap::TRANSPORT_CC_URI)
+                    .and_then(|h| u8::try_from(h.id).ok())
+            })
+        });
+        if let Ok(mut w) = wire.lock() {
+            w.twcc_extension = twcc_extension;
+        }
         let mline_kinds = summary
             .mlines
             .iter()
@@ -439,6 +462,35 @@ impl Transport {
             };
             if let Err(e) = r.write_rtcp(now, vec![Box::new(pli)]) {
                 tracing::debug!(error = %e, ssrc, "sending PLI failed");
+            }
+        }
+    }
+
+    /// The participant's downlink estimate, bits per second (`None` until feedback arrives).
+    pub(crate) fn estimate(&self, now: Instant) -> Option<u64> {
+        self.wire
+            .lock()
+            .ok()
+            .and_then(|w| w.estimator.estimate(now))
+    }
+
+    /// Tells the remote sender of `ssrcs` (through `receiver`) not to send more than `bps`
+    /// (REMB): the cap when the other participant's downlink cannot take what it sends.
+    pub(crate) fn send_remb(
+        &mut self,
+        receiver: ReceiverRef,
+        ssrcs: Vec<u32>,
+        bps: u64,
+        now: Instant,
+    ) {
+        if let Some(mut r) = self.pc.rtp_receiver(receiver.0) {
+            let remb = ReceiverEstimatedMaximumBitrate {
+                sender_ssrc: 0,
+                bitrate: bps as f32,
+                ssrcs,
+            };
+            if let Err(e) = r.write_rtcp(now, vec![Box::new(remb)]) {
+                tracing::debug!(error = %e, "sending REMB failed");
             }
         }
     }

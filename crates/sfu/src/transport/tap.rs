@@ -14,6 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use rtc_shared::marshal::MarshalSize;
+
+use crate::bwe::DownlinkEstimator;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -34,16 +39,29 @@ pub(crate) struct StreamReport {
 }
 
 /// What the wire tap learned, shared with the transport.
-#[derive(Debug, Default)]
 pub(crate) struct WireState {
     sent_reports: VecDeque<(u32, Instant)>,
     /// The latest round-trip time measured from a receiver report.
     pub rtt: Option<Duration>,
     /// The latest reception report for each of our streams.
     pub reports: Vec<StreamReport>,
+    /// The negotiated id of the transport-wide sequence number extension, once known.
+    pub twcc_extension: Option<u8>,
+    /// The downlink estimate, fed by what leaves and the feedback that comes back.
+    pub estimator: DownlinkEstimator,
 }
 
 impl WireState {
+    pub(crate) fn new(estimator: DownlinkEstimator) -> Self {
+        WireState {
+            sent_reports: VecDeque::new(),
+            rtt: None,
+            reports: Vec::new(),
+            twcc_extension: None,
+            estimator,
+        }
+    }
+
     fn on_sender_report(&mut self, ntp_time: u64, now: Instant) {
         if self.sent_reports.len() == SENT_REPORTS {
             self.sent_reports.pop_front();
@@ -107,6 +125,18 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
                 let any = p.as_any();
+                if let Some(fb) = any.downcast_ref::<TransportLayerCc>() {
+                    if let Ok(mut state) = self.state.lock() {
+                        state.estimator.on_twcc(fb, msg.now);
+                    }
+                    continue;
+                }
+                if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                    if let Ok(mut state) = self.state.lock() {
+                        state.estimator.on_remb(f64::from(remb.bitrate), msg.now);
+                    }
+                    continue;
+                }
                 let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                     &rr.reports
                 } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
@@ -130,6 +160,25 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtp(p) = &msg.message.packet {
+            // Stamped by the TWCC sender (wire-ward of everything but us and congestion
+            // control): remember it for the feedback.
+            if let Ok(mut state) = self.state.lock()
+                && let Some(id) = state.twcc_extension
+                && let Some(ext) = p.header.get_extension(id)
+                && ext.len() >= 2
+            {
+                let seq = u16::from_be_bytes([ext[0], ext[1]]);
+                let size = p.header.marshal_size() + p.payload.len();
+                state.estimator.on_sent(
+                    seq,
+                    p.header.ssrc,
+                    p.header.sequence_number,
+                    size,
+                    msg.now,
+                );
+            }
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
                 if let Some(sr) = p.as_any().downcast_ref::<SenderReport>()
