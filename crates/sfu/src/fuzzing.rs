@@ -393,7 +393,7 @@ fn parse_rtcp(chunk: &[u8]) {
         if let Some(fir) =
             any.downcast_ref::<rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
         {
-            let _ = fir.fir.iter().map(|e| e.ssrc).sum::<u32>();
+            let _: Vec<u32> = fir.fir.iter().map(|e| e.ssrc).collect();
         }
     }
     let _ = rtcp::packet::marshal(&packets);
@@ -1132,7 +1132,15 @@ impl IngressNet {
                 let id = if which & 0x80 == 0 && !ids.is_empty() {
                     ids[which as usize % ids.len()]
                 } else {
-                    which & 0x0f
+                    // Ids the encoding can carry: an id of 0 (or 15 in the one-byte form)
+                    // reads back as padding (or the end), and rtc-rtp then parses the
+                    // following bytes as extensions past the extension block, so the client's
+                    // own SRTP encrypt panics (docs/reliability.md, finding F3).
+                    match extension_profile {
+                        0xBEDE => (which & 0x0f).clamp(1, 14),
+                        0x1000 => (which & 0x0f).max(1),
+                        _ => 0,
+                    }
                 };
                 // Lengths each encoding can carry (the client's marshal would refuse or
                 // panic otherwise: see docs/reliability.md, finding F2).

@@ -117,7 +117,7 @@ impl Participant {
             dropped: self.dropped,
             keyframe_requests_sent: self.keyframe_requests_sent,
             keyframe_requests_received: self.keyframe_requests_received,
-            estimated_downlink_bps: self.transport.estimate(now),
+            estimated_downlink_bps: self.transport.estimate(now).map(|e| e.optimistic_bps),
             video_layer: camera.and_then(|d| d.layer_rid.clone()),
             video_paused: camera.is_some_and(|d| d.forwarder.is_paused()),
             video_paused_duration: camera.map_or(Duration::ZERO, |d| d.paused_for(now)),

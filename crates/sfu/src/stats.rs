@@ -319,6 +319,8 @@ pub struct EngineMetrics {
     pub dtls_failures: u64,
     /// Keyframe requests forwarded upstream.
     pub keyframe_requests: u64,
+    /// Retransmissions participants asked for (NACK) beyond their budget, not sent.
+    pub retransmissions_refused: u64,
     /// Calls created since start.
     pub calls_created: u64,
     /// Calls ended since start.

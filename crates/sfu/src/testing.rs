@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
 };
@@ -231,8 +230,35 @@ impl SimClient {
             rtc::interceptor::Slot::from(14_000),
             KeyframeRequestTap::default(),
         );
-        let registry = register_default_interceptors(registry, &mut media)
-            .expect("default interceptors register");
+        // The defaults, but with a NACK generator that gives up after 10 tries, as browsers do.
+        for feedback in ["", "pli"] {
+            media.register_feedback(
+                rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+                    typ: "nack".to_owned(),
+                    parameter: feedback.to_owned(),
+                },
+                RtpCodecKind::Video,
+            );
+        }
+        rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut media)
+            .expect("simulcast extensions register");
+        let registry = registry
+            .with(
+                rtc::interceptor::Slot::NackResponder,
+                rtc::interceptor::NackResponderBuilder::new().build(),
+            )
+            .with(
+                rtc::interceptor::Slot::NackGenerator,
+                rtc::interceptor::NackGeneratorBuilder::new()
+                    .with_max_nacks_per_packet(10)
+                    .build(),
+            );
+        let registry = rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only(registry, &mut media)
+            .expect("twcc receiver registers");
+        let registry =
+            rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports(
+                registry,
+            );
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
@@ -454,18 +480,31 @@ impl SimClient {
             }
         };
         let (_, seq, ts) = self.counters[i];
-        let packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker,
-                payload_type: pt,
-                sequence_number: seq,
-                timestamp: ts,
-                ssrc,
-                ..Default::default()
-            },
-            payload,
+        let mut header = rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Default::default()
         };
+        // Simulcast layers are told apart by their rid (and mid) header extensions, as a
+        // browser sends them; the stack leaves adding them to the application.
+        if let Some(layer) = self.layers.iter().position(|l| *l == ssrc)
+            && let Some(mut s) = self.pc.rtp_sender(sender)
+        {
+            let params = s.get_parameters();
+            for ext in &params.rtp_parameters.header_extensions {
+                let value: &[u8] = match ext.uri.as_str() {
+                    "urn:ietf:params:rtp-hdrext:sdes:mid" => b"1",
+                    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" => [b"q", b"h", b"f"][layer],
+                    _ => continue,
+                };
+                let _ = header.set_extension(ext.id as u8, Bytes::copy_from_slice(value));
+            }
+        }
+        let packet = rtp::Packet { header, payload };
         self.counters[i].1 = seq.wrapping_add(1);
         if marker {
             self.counters[i].2 = ts.wrapping_add(ts_step);
@@ -523,6 +562,8 @@ pub struct SimNet {
     outbox: VecDeque<(SocketAddr, SocketAddr, BytesMut)>,
     wire: std::collections::BinaryHeap<InFlight>,
     sent: u64,
+    /// Bytes of each audio packet's payload (100 by default, about 40 kbit/s at 50 pps).
+    pub audio_payload: usize,
     rng: u64,
     events: Vec<Event>,
     counter: u32,
@@ -542,6 +583,7 @@ impl SimNet {
             outbox: VecDeque::new(),
             wire: std::collections::BinaryHeap::new(),
             sent: 0,
+            audio_payload: 100,
             rng: 0x9e37_79b9_7f4a_7c15,
             events: Vec::new(),
             counter: 0,
@@ -646,10 +688,11 @@ impl SimNet {
         self.inject(from, bytes);
     }
 
-    /// Client `c` sends one audio packet (a 20 ms Opus-like frame).
+    /// Client `c` sends one audio packet (a 20 ms Opus-like frame of
+    /// [`SimNet::audio_payload`] bytes).
     pub fn send_audio(&mut self, c: ClientId) {
         self.counter += 1;
-        let payload = make_payload([0x78, 0x01], self.counter, 100);
+        let payload = make_payload([0x78, 0x01], self.counter, self.audio_payload);
         let now = self.now;
         self.clients[c].send(MediaKind::Audio, payload, true, 960, now);
         self.pump();

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::Estimate;
+
 /// One simulcast layer (or the single stream) of a published video track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -32,11 +34,15 @@ pub struct AllocatorConfig {
     /// Fraction of the estimate the SFU plans to use (the rest is headroom for RTCP,
     /// retransmissions and estimate error).
     pub utilization: f64,
-    /// An upgrade needs the layer's bitrate times this...
+    /// An upgrade needs the next layer's bitrate times this...
     pub upgrade_margin: f64,
     /// ...for this long.
     pub upgrade_after: Duration,
-    /// Video pauses after the lowest layer has not fit for this long.
+    /// The layer being forwarded is kept while its bitrate times this fits (below 1: a
+    /// layer stays until it clearly overshoots).
+    pub keep_margin: f64,
+    /// Video pauses after the lowest layer has not fit for this long (at once when not even
+    /// half of it fits).
     pub pause_after: Duration,
     /// A pause ends when the lowest layer's bitrate times this fits...
     pub resume_margin: f64,
@@ -45,6 +51,13 @@ pub struct AllocatorConfig {
     /// The least video worth sending (a single-layer stream is paused below it; a simulcast
     /// lowest layer counts as at least this).
     pub min_video_bps: u64,
+    /// An upgrade or a resume is a probe: it is judged by the optimistic estimate, and it
+    /// fails if congestion shows up within this window.
+    pub probe_window: Duration,
+    /// After a failed probe the next one waits this long, doubling on each failure...
+    pub probe_backoff: Duration,
+    /// ...up to this.
+    pub max_probe_backoff: Duration,
 }
 
 impl Default for AllocatorConfig {
@@ -53,10 +66,14 @@ impl Default for AllocatorConfig {
             utilization: 0.9,
             upgrade_margin: 1.15,
             upgrade_after: Duration::from_secs(2),
+            keep_margin: 0.8,
             pause_after: Duration::from_secs(1),
-            resume_margin: 1.5,
+            resume_margin: 1.25,
             resume_after: Duration::from_secs(3),
             min_video_bps: 60_000,
+            probe_window: Duration::from_secs(4),
+            probe_backoff: Duration::from_secs(4),
+            max_probe_backoff: Duration::from_secs(60),
         }
     }
 }
@@ -70,6 +87,12 @@ pub struct Allocator {
     better_since: Option<(Allocation, Instant)>,
     /// Since when the lowest layer has not fit.
     starved_since: Option<Instant>,
+    /// The probe in progress: since when, and what to fall back to if it fails.
+    probe: Option<(Instant, Allocation)>,
+    /// No probe before this.
+    next_probe: Option<Instant>,
+    /// The current wait after a failed probe.
+    backoff: Duration,
 }
 
 impl Allocator {
@@ -80,6 +103,9 @@ impl Allocator {
             current: None,
             better_since: None,
             starved_since: None,
+            probe: None,
+            next_probe: None,
+            backoff: config.probe_backoff,
         }
     }
 
@@ -88,14 +114,13 @@ impl Allocator {
         self.current
     }
 
-    /// Decides again. `estimate_bps` is the downlink estimate (`None`: unknown, no
-    /// constraint), `audio_bps` the audio being sent to the participant, `layers` the video
-    /// layers on offer, **sorted by bitrate, lowest first**. Returns the new allocation when
-    /// it changed.
+    /// Decides again. `estimate` is the participant's downlink estimate (`None`: unknown, no
+    /// constraint), `audio_bps` the audio being sent to it, `layers` the video layers on
+    /// offer, **sorted by bitrate, lowest first**. Returns the new allocation when it changed.
     pub fn update(
         &mut self,
         now: Instant,
-        estimate_bps: Option<u64>,
+        estimate: Option<Estimate>,
         audio_bps: u64,
         layers: &[LayerInfo],
     ) -> Option<Allocation> {
@@ -104,77 +129,141 @@ impl Allocator {
             .copied()
             .filter(|l| l.bitrate_bps > 0)
             .collect();
-        let (Some(lowest), Some(highest)) = (active.first(), active.last()) else {
+        let (Some(lowest), Some(highest)) = (active.first().copied(), active.last().copied())
+        else {
             return None;
         };
         let single = active.len() == 1;
+        let min_video = self.config.min_video_bps;
         // A single stream adapts to the link itself (we cap it with REMB); it only has to
         // be worth sending. A simulcast layer costs what it measures.
         let cost = |l: &LayerInfo| {
             if single {
-                self.config.min_video_bps
+                min_video
             } else {
-                l.bitrate_bps.max(self.config.min_video_bps)
+                l.bitrate_bps.max(min_video)
             }
         };
-        let Some(estimate) = estimate_bps else {
+        let Some(estimate) = estimate else {
             return self.set(Allocation::Layer(highest.ssrc));
         };
-        let available = (estimate as f64 * self.config.utilization - audio_bps as f64).max(0.0);
-        let fits = |l: &LayerInfo, margin: f64| cost(l) as f64 * margin <= available;
-        let best = active.iter().rev().find(|l| fits(l, 1.0)).copied();
 
-        match (self.current, best) {
-            // Nothing fits: keep what we have until it has been so for `pause_after`.
-            (current, None) => {
-                self.better_since = None;
-                let since = *self.starved_since.get_or_insert(now);
-                if current != Some(Allocation::Paused)
-                    && now.saturating_duration_since(since) >= self.config.pause_after
-                {
-                    return self.set(Allocation::Paused);
-                }
-                // Meanwhile, the lowest layer is the least harm.
-                match current {
-                    Some(Allocation::Layer(s)) if s != lowest.ssrc => {
-                        self.set(Allocation::Layer(lowest.ssrc))
+        // Judge the probe in progress.
+        let congested_since = |t: Instant| estimate.last_congestion.is_some_and(|c| c > t);
+        if let Some((started, fallback)) = self.probe {
+            if congested_since(started) {
+                self.probe = None;
+                self.next_probe = Some(now + self.backoff);
+                self.backoff = (self.backoff * 2).min(self.config.max_probe_backoff);
+                return self.set(fallback);
+            }
+            if now.saturating_duration_since(started) >= self.config.probe_window {
+                self.probe = None;
+                self.backoff = self.config.probe_backoff;
+            }
+        }
+        let probing = self.probe.is_some();
+        let quiet = estimate
+            .last_congestion
+            .is_none_or(|c| now.saturating_duration_since(c) >= self.config.probe_window);
+        let may_probe = quiet && self.next_probe.is_none_or(|t| now >= t);
+        let budget = |bps: u64| (bps as f64 * self.config.utilization - audio_bps as f64).max(0.0);
+        // What is kept is judged by the controller's target, which congestion brings down at
+        // once. What is tried (an upgrade, a resume) also needs a quiet path, a margin and a
+        // wait, and is undone if congestion follows (a probe).
+        let optimistic = budget(estimate.optimistic_bps);
+        let fits =
+            |l: &LayerInfo, available: f64, margin: f64| cost(l) as f64 * margin <= available;
+        let keep_budget = optimistic;
+        // A layer already flowing is kept until it overshoots the budget by a quarter: the
+        // estimate wobbles around a link that just fits, and a switch costs a keyframe.
+        let current_ssrc = match self.current {
+            Some(Allocation::Layer(s)) => Some(s),
+            _ => None,
+        };
+        let best_kept = active
+            .iter()
+            .rev()
+            .find(|l| {
+                let margin = if Some(l.ssrc) == current_ssrc {
+                    self.config.keep_margin
+                } else {
+                    1.0
+                };
+                fits(l, keep_budget, margin)
+            })
+            .copied();
+
+        match self.current {
+            None => {
+                let best = active
+                    .iter()
+                    .rev()
+                    .find(|l| fits(l, optimistic, 1.0))
+                    .copied();
+                self.set(Allocation::Layer(best.unwrap_or(lowest).ssrc))
+            }
+            Some(Allocation::Paused) => {
+                self.starved_since = None;
+                if may_probe && fits(&lowest, optimistic, self.config.resume_margin) {
+                    let change = self.after(
+                        now,
+                        Allocation::Layer(lowest.ssrc),
+                        self.config.resume_after,
+                    );
+                    if change.is_some() {
+                        self.probe = Some((now, Allocation::Paused));
                     }
-                    None => self.set(Allocation::Layer(lowest.ssrc)),
-                    _ => None,
-                }
-            }
-            (None, Some(best)) => {
-                self.starved_since = None;
-                self.set(Allocation::Layer(best.ssrc))
-            }
-            (Some(Allocation::Paused), Some(_)) => {
-                // Resume only when the lowest layer fits with a wide margin, for a while.
-                self.starved_since = None;
-                let target = Allocation::Layer(lowest.ssrc);
-                if !fits(lowest, self.config.resume_margin) {
+                    change
+                } else {
                     self.better_since = None;
-                    return None;
+                    None
                 }
-                self.after(now, target, self.config.resume_after)
             }
-            (Some(Allocation::Layer(current)), Some(best)) => {
+            Some(Allocation::Layer(current)) => {
+                let Some(c) = active.iter().position(|l| l.ssrc == current) else {
+                    // The current layer stopped: take what fits now.
+                    return self.set(Allocation::Layer(best_kept.unwrap_or(lowest).ssrc));
+                };
+                let Some(best) = best_kept else {
+                    // Not even the lowest layer fits: the least harm meanwhile, then pause —
+                    // at once when the link is far too small, so audio suffers no longer.
+                    self.better_since = None;
+                    let since = *self.starved_since.get_or_insert(now);
+                    let hopeless = keep_budget < cost(&lowest) as f64 / 2.0;
+                    if hopeless || now.saturating_duration_since(since) >= self.config.pause_after {
+                        self.probe = None;
+                        return self.set(Allocation::Paused);
+                    }
+                    return if c > 0 {
+                        self.set(Allocation::Layer(lowest.ssrc))
+                    } else {
+                        None
+                    };
+                };
                 self.starved_since = None;
-                let current_rank = active.iter().position(|l| l.ssrc == current);
-                let best_rank = active.iter().position(|l| l.ssrc == best.ssrc);
-                match (current_rank, best_rank) {
-                    // The current layer vanished: take what fits now.
-                    (None, _) => self.set(Allocation::Layer(best.ssrc)),
+                let b = active.iter().position(|l| l.ssrc == best.ssrc).unwrap_or(0);
+                if b < c {
                     // Down at once.
-                    (Some(c), Some(b)) if b < c => self.set(Allocation::Layer(best.ssrc)),
-                    (Some(c), Some(b)) if b > c => {
-                        // Up one step at a time, each with the margin, after a while.
-                        let next = active[c + 1];
-                        if fits(&next, self.config.upgrade_margin) {
-                            self.after(now, Allocation::Layer(next.ssrc), self.config.upgrade_after)
-                        } else {
-                            self.better_since = None;
-                            None
+                    self.probe = None;
+                    return self.set(Allocation::Layer(best.ssrc));
+                }
+                // Up one layer at a time: a probe, after a while, with a margin.
+                match active.get(c + 1) {
+                    Some(next)
+                        if !probing
+                            && may_probe
+                            && fits(next, optimistic, self.config.upgrade_margin) =>
+                    {
+                        let change = self.after(
+                            now,
+                            Allocation::Layer(next.ssrc),
+                            self.config.upgrade_after,
+                        );
+                        if change.is_some() {
+                            self.probe = Some((now, Allocation::Layer(current)));
                         }
+                        change
                     }
                     _ => {
                         self.better_since = None;
@@ -238,13 +327,21 @@ mod tests {
         ]
     }
 
+    fn est(bps: u64) -> Option<Estimate> {
+        Some(Estimate {
+            safe_bps: bps,
+            optimistic_bps: bps,
+            last_congestion: None,
+        })
+    }
+
     /// Feeds a constant estimate for `secs`, in 250 ms ticks; returns the last change.
     fn run(a: &mut Allocator, t: &mut Instant, secs: f64, estimate: u64) -> Option<Allocation> {
         let mut last = None;
         let ticks = (secs / 0.25) as usize;
         for _ in 0..ticks {
             *t += Duration::from_millis(250);
-            if let Some(x) = a.update(*t, Some(estimate), 40_000, &layers()) {
+            if let Some(x) = a.update(*t, est(estimate), 40_000, &layers()) {
                 last = Some(x);
             }
         }
@@ -256,7 +353,7 @@ mod tests {
         let mut t = Instant::now();
         let mut a = Allocator::new(AllocatorConfig::default());
         assert_eq!(
-            a.update(t, Some(3_000_000), 40_000, &layers()),
+            a.update(t, est(3_000_000), 40_000, &layers()),
             Some(Allocation::Layer(F))
         );
         // The link drops: down to the lowest layer on the next tick.
@@ -270,8 +367,10 @@ mod tests {
             run(&mut a, &mut t, 1.0, 3_000_000),
             Some(Allocation::Layer(H))
         );
+        // The next step waits for the probe window of the last one, then the upgrade wait.
+        assert_eq!(run(&mut a, &mut t, 5.5, 3_000_000), None);
         assert_eq!(
-            run(&mut a, &mut t, 2.5, 3_000_000),
+            run(&mut a, &mut t, 1.0, 3_000_000),
             Some(Allocation::Layer(F))
         );
     }
@@ -280,12 +379,19 @@ mod tests {
     fn audio_first_pause_and_hysteresis_on_resume() {
         let mut t = Instant::now();
         let mut a = Allocator::new(AllocatorConfig::default());
-        a.update(t, Some(3_000_000), 40_000, &layers());
-        // 60 kbit/s cannot carry 150 kbit/s of video next to 40 kbit/s of audio.
-        assert_eq!(run(&mut a, &mut t, 0.5, 60_000), Some(Allocation::Layer(Q)));
-        assert_eq!(run(&mut a, &mut t, 1.0, 60_000), Some(Allocation::Paused));
+        a.update(t, est(3_000_000), 40_000, &layers());
+        // 160 kbit/s: the lowest layer does not fit next to the audio; after a second, pause.
+        assert_eq!(
+            run(&mut a, &mut t, 0.5, 160_000),
+            Some(Allocation::Layer(Q))
+        );
+        assert_eq!(run(&mut a, &mut t, 1.0, 160_000), Some(Allocation::Paused));
+        // 60 kbit/s cannot carry half of it: pause on the next tick.
+        let mut b = Allocator::new(AllocatorConfig::default());
+        b.update(t, est(3_000_000), 40_000, &layers());
+        assert_eq!(run(&mut b, &mut t, 0.25, 60_000), Some(Allocation::Paused));
         // Just enough for the lowest layer is not enough to resume...
-        assert_eq!(run(&mut a, &mut t, 10.0, 240_000), None);
+        assert_eq!(run(&mut a, &mut t, 10.0, 220_000), None);
         // ...a sustained margin is.
         assert_eq!(run(&mut a, &mut t, 2.5, 3_000_000), None);
         assert_eq!(
@@ -303,19 +409,70 @@ mod tests {
             bitrate_bps: 1_200_000,
         }];
         assert_eq!(
-            a.update(t, Some(300_000), 40_000, &one),
+            a.update(t, est(300_000), 40_000, &one),
             Some(Allocation::Layer(7))
         );
         for _ in 0..8 {
             t += Duration::from_millis(250);
-            assert_eq!(a.update(t, Some(300_000), 40_000, &one), None);
+            assert_eq!(a.update(t, est(300_000), 40_000, &one), None);
         }
         let mut paused = None;
         for _ in 0..8 {
             t += Duration::from_millis(250);
-            paused = paused.or(a.update(t, Some(80_000), 40_000, &one));
+            paused = paused.or(a.update(t, est(80_000), 40_000, &one));
         }
         assert_eq!(paused, Some(Allocation::Paused));
+    }
+
+    #[test]
+    fn a_failed_probe_falls_back_and_backs_off() {
+        let mut t = Instant::now();
+        let mut a = Allocator::new(AllocatorConfig::default());
+        let estimate = |bps: u64, congested: Instant| {
+            Some(Estimate {
+                safe_bps: bps,
+                optimistic_bps: bps,
+                last_congestion: Some(congested),
+            })
+        };
+        // 400 kbit/s after congestion: Q fits, H does not.
+        let congestion = t;
+        assert_eq!(
+            a.update(t, estimate(400_000, congestion), 40_000, &layers()),
+            Some(Allocation::Layer(Q))
+        );
+        // The estimate recovers; H is tried only after the quiet window and the wait.
+        let mut changes = Vec::new();
+        let mut probe_at = None;
+        for _ in 0..30 {
+            t += Duration::from_millis(250);
+            if let Some(c) = a.update(t, estimate(1_000_000, congestion), 40_000, &layers()) {
+                probe_at.get_or_insert(t);
+                changes.push(c);
+            }
+        }
+        assert_eq!(changes, vec![Allocation::Layer(H)]);
+        assert!(probe_at.unwrap().duration_since(congestion) >= Duration::from_secs(6));
+        // Congestion during the probe: back to Q at once, even if H would still "fit".
+        t += Duration::from_millis(250);
+        assert_eq!(
+            a.update(t, estimate(1_000_000, t), 40_000, &layers()),
+            Some(Allocation::Layer(Q))
+        );
+        // The next probe waits for the quiet window and the backoff.
+        let failed_at = t;
+        let mut next = None;
+        for _ in 0..80 {
+            t += Duration::from_millis(250);
+            if a.update(t, estimate(1_000_000, failed_at), 40_000, &layers())
+                .is_some()
+            {
+                next = Some(t);
+                break;
+            }
+        }
+        let waited = next.expect("probes again").duration_since(failed_at);
+        assert!(waited >= Duration::from_secs(6), "{waited:?}");
     }
 
     #[test]

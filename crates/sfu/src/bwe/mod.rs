@@ -8,4 +8,4 @@ pub mod allocator;
 pub mod estimator;
 
 pub use allocator::{Allocation, Allocator, AllocatorConfig, LayerInfo};
-pub use estimator::{DownlinkEstimator, EstimatorConfig};
+pub use estimator::{DownlinkEstimator, Estimate, EstimatorConfig};

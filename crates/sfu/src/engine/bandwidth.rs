@@ -29,6 +29,7 @@ impl Engine {
                 r.rate.sample(r.received.bytes, now);
             }
             p.audio_rate.sample(p.sent.audio.bytes, now);
+            self.metrics.retransmissions_refused += p.transport.take_nacks_refused();
         }
 
         let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
@@ -90,7 +91,7 @@ impl Engine {
             // this downlink carries (REMB), instead of letting the SFU drop what does not fit.
             if let ([only], Some(estimate)) = (layers.as_slice(), estimate) {
                 let utilization = self.config.bandwidth.allocator.utilization;
-                let cap = (estimate as f64 * utilization) as u64;
+                let cap = (estimate.optimistic_bps as f64 * utilization) as u64;
                 let cap = cap.saturating_sub(audio);
                 let min = self.config.bandwidth.allocator.min_video_bps;
                 caps.push((publisher, only.ssrc, cap.max(min)));
@@ -122,6 +123,12 @@ impl Engine {
             Allocation::Layer(ssrc) => rid_of(ssrc),
             Allocation::Paused => None,
         };
+        // The publisher's layer bitrates, to tell a downgrade from an upgrade.
+        let self_rates: Vec<(u32, u64)> = self
+            .participants
+            .get(&publisher)
+            .map(|p| p.receivers.iter().map(|r| (r.ssrc, r.rate.bps())).collect())
+            .unwrap_or_default();
         let Some(q) = self.participants.get_mut(&subscriber) else {
             return;
         };
@@ -147,8 +154,16 @@ impl Engine {
                         d.paused_total += now.saturating_duration_since(t);
                     }
                 }
-                d.forwarder.set_target(ssrc);
                 let (rid, bitrate_bps) = layer.unwrap_or_default();
+                let current_bps = d
+                    .forwarder
+                    .source()
+                    .and_then(|s| self_rates.iter().find(|(x, _)| *x == s).map(|(_, b)| *b));
+                if !resumed && current_bps.is_some_and(|c| bitrate_bps < c) {
+                    d.forwarder.switch_down_now(ssrc, true);
+                } else {
+                    d.forwarder.set_target(ssrc);
+                }
                 d.layer_rid = rid.clone();
                 if resumed {
                     tracing::info!(call = %call, participant = %subscriber, "video resumed");

@@ -92,7 +92,7 @@ pub struct JoinAnswer {
 }
 
 /// How often the liveness sweep and the bandwidth tick run while there are participants.
-pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Timers never spin: a deadline at or before `now` is retried this much later.
 const MIN_TIMER_STEP: Duration = Duration::from_millis(1);

@@ -60,6 +60,17 @@ impl Forwarder {
         self.target = Some(ssrc);
     }
 
+    /// Asks for a lower layer because the downlink is congested: the current layer stops at
+    /// once (every packet of it makes the queue worse, and the audio behind it suffers) and
+    /// forwarding restarts on the target's first keyframe.
+    pub fn switch_down_now(&mut self, ssrc: u32, video: bool) {
+        self.target = Some(ssrc);
+        if self.source != Some(ssrc) {
+            self.source = None;
+            self.pause(video);
+        }
+    }
+
     /// Pauses or resumes forwarding for the downlink. Resuming starts on a keyframe.
     pub fn set_paused(&mut self, paused: bool, video: bool) {
         if self.paused != paused {
@@ -206,6 +217,23 @@ mod tests {
             Verdict::DropAndRequestKeyframe
         );
         assert_eq!(f.decide(2, true, true, true), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_congested_downgrade_stops_the_current_layer_at_once() {
+        let mut f = Forwarder::new(true);
+        assert_eq!(f.decide(3, true, true, true), Verdict::Forward);
+        f.switch_down_now(1, true);
+        assert_eq!(
+            f.decide(3, true, true, false),
+            Verdict::Drop(DropReason::LayerNotSelected)
+        );
+        assert_eq!(
+            f.decide(1, true, true, false),
+            Verdict::DropAndRequestKeyframe
+        );
+        assert_eq!(f.decide(1, true, true, true), Verdict::Forward);
+        assert!(f.take_restart());
     }
 
     #[test]

@@ -10,12 +10,13 @@ pub struct RateMeter {
 }
 
 impl RateMeter {
-    /// Samples the counter (`bytes` = total so far). Each sample moves the estimate a third
-    /// of the way to the rate since the previous one (about a second of memory at 4 Hz).
+    /// Samples the counter (`bytes` = total so far). Samples closer than 250 ms to the
+    /// previous one are skipped; each kept sample moves the estimate a third of the way to
+    /// the rate since the previous one (about a second of memory).
     pub fn sample(&mut self, bytes: u64, now: Instant) {
         if let Some((b, t)) = self.last {
             let dt = now.saturating_duration_since(t).as_secs_f64();
-            if dt <= 0.0 {
+            if dt < 0.25 {
                 return;
             }
             let rate = bytes.saturating_sub(b) as f64 * 8.0 / dt;

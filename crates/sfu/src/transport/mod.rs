@@ -22,7 +22,7 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc,
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc,
 };
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -49,7 +49,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
 use rtc::statistics::report::RTCStatsReportEntry;
 
-use crate::bwe::{DownlinkEstimator, EstimatorConfig};
+use crate::bwe::{DownlinkEstimator, Estimate, EstimatorConfig};
 use crate::config::SrtpProfile;
 use crate::error::{Error, OfferError};
 use crate::event::ConnectionState;
@@ -62,6 +62,11 @@ const SRTP_REPLAY_WINDOW: usize = 512;
 const SRTCP_REPLAY_WINDOW: usize = 128;
 /// DTLS replay window, in records.
 const DTLS_REPLAY_WINDOW: usize = 64;
+
+/// Packets kept per sent stream for retransmission on NACK.
+const RETRANSMISSION_BUFFER: u16 = 128;
+/// Times we NACK one lost packet from a publisher before giving up on it.
+const MAX_NACKS_PER_PACKET: u16 = 10;
 
 /// Audio level header extension (RFC 6464).
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -159,6 +164,8 @@ pub(crate) struct Transport {
     delivered: Arc<AtomicU64>,
     /// What the wire tap learned from RTCP.
     wire: Arc<Mutex<WireState>>,
+    /// Retransmissions the participant asked for beyond its budget (see [`WireTap`]).
+    nacks_refused: Arc<AtomicU64>,
     legs: Vec<SendLeg>,
     mline_kinds: Vec<(String, MediaKind, u8)>,
     pending: VecDeque<Inbound>,
@@ -179,6 +186,7 @@ impl Transport {
     ) -> Result<(Transport, String), Error> {
         let (mut media, audio_codec, video_codec) = media_engine(summary)?;
         let delivered = Arc::new(AtomicU64::new(0));
+        let nacks_refused = Arc::new(AtomicU64::new(0));
         let wire = Arc::new(Mutex::new(WireState::new(DownlinkEstimator::new(
             settings.estimator,
         ))));
@@ -188,9 +196,33 @@ impl Transport {
             // and the sender reports as they leave.
             .with(
                 Slot::from(1_500),
-                WireTap::new(delivered.clone(), wire.clone()),
+                WireTap::new(delivered.clone(), wire.clone(), nacks_refused.clone()),
             );
-        let registry = configure_nack(registry, &mut media);
+        // NACK both ways, bounded: the retransmission buffer holds the last 128 packets of
+        // each stream we send (about 0.8 s of 1.5 Mbit/s video; enough for a 300 ms RTT),
+        // and we ask a publisher for a lost packet at most 10 times.
+        for feedback in ["", "pli"] {
+            media.register_feedback(
+                RTCPFeedback {
+                    typ: "nack".to_owned(),
+                    parameter: feedback.to_owned(),
+                },
+                RtpCodecKind::Video,
+            );
+        }
+        let registry = registry
+            .with(
+                Slot::NackResponder,
+                interceptor::NackResponderBuilder::new()
+                    .with_size(RETRANSMISSION_BUFFER)
+                    .build(),
+            )
+            .with(
+                Slot::NackGenerator,
+                interceptor::NackGeneratorBuilder::new()
+                    .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                    .build(),
+            );
         let registry = configure_rtcp_reports(registry);
         let registry =
             configure_twcc(registry, &mut media).map_err(|e| Error::internal("twcc setup", e))?;
@@ -362,6 +394,7 @@ impl Transport {
                 pc,
                 delivered,
                 wire,
+                nacks_refused,
                 legs,
                 mline_kinds,
                 pending: VecDeque::new(),
@@ -466,8 +499,13 @@ impl Transport {
         }
     }
 
-    /// The participant's downlink estimate, bits per second (`None` until feedback arrives).
-    pub(crate) fn estimate(&self, now: Instant) -> Option<u64> {
+    /// Retransmissions refused over budget since the last call.
+    pub(crate) fn take_nacks_refused(&self) -> u64 {
+        self.nacks_refused.swap(0, Ordering::Relaxed)
+    }
+
+    /// The participant's downlink estimate (`None` until feedback arrives).
+    pub(crate) fn estimate(&self, now: Instant) -> Option<Estimate> {
         self.wire
             .lock()
             .ok()

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc_shared::marshal::MarshalSize;
 
 use crate::bwe::DownlinkEstimator;
@@ -70,6 +71,8 @@ impl WireState {
     }
 
     fn on_reception_report(&mut self, r: &ReceptionReport, now: Instant) {
+        self.estimator
+            .on_reported_loss(f64::from(r.fraction_lost) / 256.0, now);
         if r.last_sender_report != 0
             && let Some((_, sent)) = self
                 .sent_reports
@@ -94,22 +97,79 @@ impl WireState {
     }
 }
 
-/// Counts delivered packets, times sender reports, reads reception reports.
+/// Retransmissions a participant may ask for per second: at most this fraction of the
+/// packets sent to it in the last second...
+const NACK_BUDGET_FRACTION: f64 = 0.25;
+/// ...and at most this fraction of its downlink estimate (a retransmission storm into a
+/// congested link only buries the audio behind it)...
+const NACK_BUDGET_OF_ESTIMATE: f64 = 0.15;
+/// ...but always a few, so a quiet stream can still repair a loss.
+const NACK_BUDGET_MIN: u64 = 5;
+/// Bytes assumed per retransmitted packet when turning the estimate into packets.
+const RETRANSMISSION_SIZE: f64 = 1_100.0;
+
+/// Counts delivered packets, times sender reports, reads reception reports, and keeps a
+/// participant from asking for more retransmissions than a lossy link would explain: NACKs
+/// beyond the budget are dropped before the NACK responder sees them, so a broken or hostile
+/// client cannot turn the SFU into a retransmission amplifier.
 pub(crate) struct WireTap {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
     delivered: Arc<AtomicU64>,
     state: Arc<Mutex<WireState>>,
+    /// The current one-second budget window: (start, RTP packets sent, retransmissions asked).
+    nack_window: Option<(Instant, u64, u64)>,
+    /// Packets sent in the previous window (sets this window's budget).
+    sent_last_window: u64,
+    /// NACKed packets refused over budget, for the engine's counters.
+    pub(crate) nacks_refused: Arc<AtomicU64>,
 }
 
 impl WireTap {
-    pub(crate) fn new(delivered: Arc<AtomicU64>, state: Arc<Mutex<WireState>>) -> Self {
+    pub(crate) fn new(
+        delivered: Arc<AtomicU64>,
+        state: Arc<Mutex<WireState>>,
+        nacks_refused: Arc<AtomicU64>,
+    ) -> Self {
         WireTap {
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
             delivered,
             state,
+            nack_window: None,
+            sent_last_window: 0,
+            nacks_refused,
         }
+    }
+
+    fn window(&mut self, now: Instant) -> &mut (Instant, u64, u64) {
+        let w = self.nack_window.get_or_insert((now, 0, 0));
+        if now.saturating_duration_since(w.0) >= Duration::from_secs(1) {
+            self.sent_last_window = w.1;
+            *w = (now, 0, 0);
+        }
+        w
+    }
+
+    /// Whether `packets` more retransmissions fit this second's budget (and takes them).
+    fn nack_allowed(&mut self, packets: u64, now: Instant) -> bool {
+        let by_rate = (self.sent_last_window as f64 * NACK_BUDGET_FRACTION) as u64;
+        let by_estimate = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.estimator.estimate(now))
+            .map_or(u64::MAX, |e| {
+                (e.optimistic_bps as f64 * NACK_BUDGET_OF_ESTIMATE / (8.0 * RETRANSMISSION_SIZE))
+                    as u64
+            });
+        let budget = by_rate.min(by_estimate).max(NACK_BUDGET_MIN);
+        let w = self.window(now);
+        if w.2 + packets > budget {
+            return false;
+        }
+        w.2 += packets;
+        true
     }
 }
 
@@ -120,8 +180,38 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
     type Error = rtc::shared::error::Error;
     type Time = Instant;
 
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Packet::Rtcp(packets) = &mut msg.message.packet
+            && packets
+                .iter()
+                .any(|p| p.as_any().is::<TransportLayerNack>())
+        {
+            let now = msg.now;
+            let mut refused = 0;
+            packets.retain(|p| match p.as_any().downcast_ref::<TransportLayerNack>() {
+                Some(nack) => {
+                    let asked: u64 = nack
+                        .nacks
+                        .iter()
+                        .map(|pair| 1 + u64::from(pair.lost_packets.count_ones()))
+                        .sum();
+                    let ok = self.nack_allowed(asked, now);
+                    if !ok {
+                        refused += asked;
+                    }
+                    ok
+                }
+                None => true,
+            });
+            if refused > 0 {
+                self.nacks_refused.fetch_add(refused, Ordering::Relaxed);
+            }
+            if packets.is_empty() {
+                // Everything in it was over budget: nothing goes on up the chain.
+                return Ok(());
+            }
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
                 let any = p.as_any();
@@ -161,6 +251,7 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(p) = &msg.message.packet {
+            self.window(msg.now).1 += 1;
             // Stamped by the TWCC sender (wire-ward of everything but us and congestion
             // control): remember it for the feedback.
             if let Ok(mut state) = self.state.lock()
