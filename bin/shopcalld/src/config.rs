@@ -18,8 +18,31 @@
 //! shutdown_timeout_secs = 10
 //! log_format = "human"
 //! log_level = "info,rtc=warn,webrtc=warn"
+//!
+//! # Calls: limits, liveness, policy
+//! ring_timeout_secs = 45
+//! max_duration_secs = 7200
+//! inactivity_timeout_secs = 60
+//! disconnect_timeout_secs = 8
+//! reconnect_grace_secs = 20
+//! default_profile = "showroom"      # else "rear-camera-off"
+//!
+//! [profiles.showroom]               # a policy::ProfileDef (docs/policy.md)
+//! base = "merchant-video"
+//! customer.accepted_sources = ["microphone", "camera_rear"]
+//!
+//! [eligibility]                     # policy::EligibilityRules
+//! min_rating = 4.5
+//! min_reply_rate = 0.9
+//! require_opt_in = true
+//! on_ineligible = "audio_only"      # or "refuse"
 //! ```
+//!
+//! The `[profiles.*]` and `[eligibility]` tables exist only in the file; every other setting
+//! also has a flag and a variable. Profiles and rules are validated by the policy crate, and
+//! its message (naming the profile and the key) is the error.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -29,7 +52,8 @@ use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Deserialize;
-use sfu::{SfuConfig, VideoCodec};
+use sfu::policy::{EligibilityRules, ProfileDef, ProfileSet};
+use sfu::{CallLimits, SfuConfig, VideoCodec};
 use tracing_subscriber::EnvFilter;
 
 /// Default gRPC listen address.
@@ -41,6 +65,8 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
 pub const DEFAULT_LOG_LEVEL: &str = "info,rtc=warn,webrtc=warn";
 /// Default time the gRPC server gets to finish in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest call limit or liveness timeout accepted, in seconds (a day).
+pub const MAX_LIMIT_SECS: u64 = 24 * 60 * 60;
 
 /// Command-line flags. Each has an environment variable; none has a clap default, so that
 /// the config file can sit between the environment and the built-in default.
@@ -104,6 +130,28 @@ pub struct Cli {
     /// [default: info,rtc=warn,webrtc=warn].
     #[arg(long, env = "SHOPCALL_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Seconds a call may ring before it ends as missed; CreateCall may set its own
+    /// [default: 45].
+    #[arg(long, env = "SHOPCALL_RING_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub ring_timeout_secs: Option<u64>,
+    /// Seconds after the answer at which a call ends (max_duration) [default: 7200].
+    #[arg(long, env = "SHOPCALL_MAX_DURATION_SECS", value_name = "SECONDS")]
+    pub max_duration_secs: Option<u64>,
+    /// Seconds without media from anyone after which an answered call ends [default: 60].
+    #[arg(long, env = "SHOPCALL_INACTIVITY_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub inactivity_timeout_secs: Option<u64>,
+    /// Seconds of silence (no STUN, RTP or RTCP) after which a connected participant is
+    /// marked disconnected [default: 8].
+    #[arg(long, env = "SHOPCALL_DISCONNECT_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub disconnect_timeout_secs: Option<u64>,
+    /// Seconds a disconnected participant has to come back (or restart ICE) before the call
+    /// ends as peer_lost [default: 20].
+    #[arg(long, env = "SHOPCALL_RECONNECT_GRACE_SECS", value_name = "SECONDS")]
+    pub reconnect_grace_secs: Option<u64>,
+    /// Profile of calls that name none; a built-in one or a `[profiles.NAME]` table of the
+    /// config file [default: rear-camera-off].
+    #[arg(long, env = "SHOPCALL_DEFAULT_PROFILE", value_name = "NAME")]
+    pub default_profile: Option<String>,
 }
 
 /// How log lines are written.
@@ -139,6 +187,14 @@ struct FileConfig {
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    ring_timeout_secs: Option<u64>,
+    max_duration_secs: Option<u64>,
+    inactivity_timeout_secs: Option<u64>,
+    disconnect_timeout_secs: Option<u64>,
+    reconnect_grace_secs: Option<u64>,
+    default_profile: Option<String>,
+    profiles: Option<BTreeMap<String, ProfileDef>>,
+    eligibility: Option<EligibilityRules>,
 }
 
 /// Where a setting's value came from.
@@ -205,6 +261,39 @@ const SHUTDOWN_TIMEOUT: Key = key!(
 );
 const LOG_FORMAT: Key = key!("log_format", "--log-format", "SHOPCALL_LOG_FORMAT");
 const LOG_LEVEL: Key = key!("log_level", "--log-level", "SHOPCALL_LOG_LEVEL");
+const RING_TIMEOUT: Key = key!(
+    "ring_timeout_secs",
+    "--ring-timeout-secs",
+    "SHOPCALL_RING_TIMEOUT_SECS"
+);
+const MAX_DURATION: Key = key!(
+    "max_duration_secs",
+    "--max-duration-secs",
+    "SHOPCALL_MAX_DURATION_SECS"
+);
+const INACTIVITY_TIMEOUT: Key = key!(
+    "inactivity_timeout_secs",
+    "--inactivity-timeout-secs",
+    "SHOPCALL_INACTIVITY_TIMEOUT_SECS"
+);
+const DISCONNECT_TIMEOUT: Key = key!(
+    "disconnect_timeout_secs",
+    "--disconnect-timeout-secs",
+    "SHOPCALL_DISCONNECT_TIMEOUT_SECS"
+);
+const RECONNECT_GRACE: Key = key!(
+    "reconnect_grace_secs",
+    "--reconnect-grace-secs",
+    "SHOPCALL_RECONNECT_GRACE_SECS"
+);
+const DEFAULT_PROFILE: Key = key!(
+    "default_profile",
+    "--default-profile",
+    "SHOPCALL_DEFAULT_PROFILE"
+);
+/// File-only tables: no flag, no variable.
+const PROFILES: Key = key!("profiles", "", "");
+const ELIGIBILITY: Key = key!("eligibility", "", "");
 
 /// One effective setting, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +412,26 @@ impl Resolver<'_> {
             value: value.to_string(),
             source,
         });
+    }
+
+    /// A whole number of seconds, 1 to [`MAX_LIMIT_SECS`]: picked, checked and recorded.
+    fn seconds(
+        &mut self,
+        key: Key,
+        cli: Option<u64>,
+        file: Option<u64>,
+        default: Duration,
+    ) -> anyhow::Result<Duration> {
+        let (secs, src) = self.pick(key, cli, file, default.as_secs());
+        if !(1..=MAX_LIMIT_SECS).contains(&secs) {
+            bail!(
+                "{} is {secs} (from {}): it must be between 1 and {MAX_LIMIT_SECS} seconds",
+                key.file,
+                self.origin(key, src)
+            );
+        }
+        self.record(key, secs, src);
+        Ok(Duration::from_secs(secs))
     }
 
     /// Says where a value came from, for error messages.
@@ -501,12 +610,104 @@ impl Resolver<'_> {
         }
         self.record(LOG_LEVEL, &log_level, level_src);
 
+        let default_limits = sfu_defaults.call_limits;
+        let ring_timeout = self.seconds(
+            RING_TIMEOUT,
+            cli.ring_timeout_secs,
+            file.ring_timeout_secs,
+            default_limits.ring_timeout,
+        )?;
+        let max_duration = self.seconds(
+            MAX_DURATION,
+            cli.max_duration_secs,
+            file.max_duration_secs,
+            default_limits.max_duration,
+        )?;
+        let inactivity_timeout = self.seconds(
+            INACTIVITY_TIMEOUT,
+            cli.inactivity_timeout_secs,
+            file.inactivity_timeout_secs,
+            default_limits.inactivity_timeout,
+        )?;
+        let disconnect_timeout = self.seconds(
+            DISCONNECT_TIMEOUT,
+            cli.disconnect_timeout_secs,
+            file.disconnect_timeout_secs,
+            sfu_defaults.disconnect_timeout,
+        )?;
+        let reconnect_grace = self.seconds(
+            RECONNECT_GRACE,
+            cli.reconnect_grace_secs,
+            file.reconnect_grace_secs,
+            sfu_defaults.reconnect_grace,
+        )?;
+
+        let defs = file.profiles.unwrap_or_default();
+        let (default_profile, default_src) = match (cli.default_profile, file.default_profile) {
+            (Some(name), _) => (Some(name), self.cli_source(DEFAULT_PROFILE)),
+            (None, Some(name)) => (Some(name), Source::File),
+            (None, None) => (None, Source::Default),
+        };
+        let profiles = ProfileSet::from_config(&defs, default_profile.as_deref()).map_err(|e| {
+            let origin = match e {
+                sfu::policy::ProfileError::UnknownDefault { .. } => {
+                    self.origin(DEFAULT_PROFILE, default_src)
+                }
+                _ => self.origin(PROFILES, Source::File),
+            };
+            anyhow::anyhow!("invalid call profile (from {origin}): {e}")
+        })?;
+        self.record(DEFAULT_PROFILE, profiles.default_name(), default_src);
+        let (configured, profiles_src) = if defs.is_empty() {
+            ("none".to_owned(), Source::Default)
+        } else {
+            (
+                defs.keys().cloned().collect::<Vec<_>>().join(","),
+                Source::File,
+            )
+        };
+        self.record(PROFILES, configured, profiles_src);
+
+        let (eligibility, eligibility_src) = match file.eligibility {
+            Some(rules) => (rules, Source::File),
+            None => (EligibilityRules::default(), Source::Default),
+        };
+        if let Err(e) = eligibility.validate() {
+            bail!(
+                "invalid merchant eligibility rules (from {}): {e}",
+                self.origin(ELIGIBILITY, eligibility_src)
+            );
+        }
+        self.record(
+            ELIGIBILITY,
+            format!(
+                "min_rating={} min_reply_rate={} require_opt_in={} on_ineligible={}",
+                eligibility.min_rating,
+                eligibility.min_reply_rate,
+                eligibility.require_opt_in,
+                match eligibility.on_ineligible {
+                    sfu::policy::OnIneligible::AudioOnly => "audio_only",
+                    sfu::policy::OnIneligible::Refuse => "refuse",
+                }
+            ),
+            eligibility_src,
+        );
+
         let sfu = SfuConfig {
             udp_bind,
             announce_ips,
             max_calls,
             video_codecs,
             connect_timeout: Duration::from_secs(connect_secs),
+            disconnect_timeout,
+            reconnect_grace,
+            profiles,
+            eligibility,
+            call_limits: CallLimits {
+                ring_timeout,
+                max_duration,
+                inactivity_timeout,
+            },
             ..sfu_defaults
         };
         sfu.validate().context("invalid media configuration")?;
@@ -568,7 +769,171 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.log_level, DEFAULT_LOG_LEVEL);
         assert!(c.settings().iter().all(|s| s.source == Source::Default));
-        assert_eq!(c.settings().len(), 10);
+        assert_eq!(c.settings().len(), 18);
+        let limits = c.sfu.call_limits;
+        assert_eq!(limits.ring_timeout, Duration::from_secs(45));
+        assert_eq!(limits.max_duration, Duration::from_secs(7200));
+        assert_eq!(limits.inactivity_timeout, Duration::from_secs(60));
+        assert_eq!(c.sfu.disconnect_timeout, Duration::from_secs(8));
+        assert_eq!(c.sfu.reconnect_grace, Duration::from_secs(20));
+        assert_eq!(c.sfu.profiles, ProfileSet::builtin());
+        assert_eq!(c.sfu.eligibility, EligibilityRules::default());
+    }
+
+    #[test]
+    fn profiles_eligibility_and_limits_load_from_the_file() {
+        let path = temp_file(
+            "policy.toml",
+            "default_profile = \"showroom\"\nring_timeout_secs = 20\nreconnect_grace_secs = 5\n\
+             [profiles.showroom]\nbase = \"merchant-video\"\n\
+             customer.accepted_sources = [\"microphone\", \"camera_rear\"]\n\
+             customer.camera_caps.max_frame_rate = 15\n\
+             [profiles.audio-only]\nrecording_allowed = true\n\
+             [eligibility]\nmin_rating = 4.5\non_ineligible = \"refuse\"\n",
+        );
+        let c = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--max-duration-secs",
+            "600",
+        ])
+        .unwrap();
+        assert_eq!(c.sfu.profiles.default_name(), "showroom");
+        let showroom = c.sfu.profiles.get("showroom").unwrap();
+        assert_eq!(showroom.customer.camera_caps.max_frame_rate, 15);
+        assert!(c.sfu.profiles.get("audio-only").unwrap().recording_allowed);
+        assert_eq!(c.sfu.eligibility.min_rating, 4.5);
+        assert_eq!(
+            c.sfu.eligibility.on_ineligible,
+            sfu::policy::OnIneligible::Refuse
+        );
+        assert_eq!(c.sfu.call_limits.ring_timeout, Duration::from_secs(20));
+        assert_eq!(c.sfu.call_limits.max_duration, Duration::from_secs(600));
+        assert_eq!(c.sfu.reconnect_grace, Duration::from_secs(5));
+        assert_eq!(source_of(&c, "max_duration_secs"), Source::Flag);
+        assert_eq!(source_of(&c, "ring_timeout_secs"), Source::File);
+        assert_eq!(source_of(&c, "default_profile"), Source::File);
+        assert_eq!(source_of(&c, "inactivity_timeout_secs"), Source::Default);
+        let profiles = c.settings().iter().find(|s| s.name == "profiles").unwrap();
+        assert_eq!(profiles.value, "audio-only,showroom");
+
+        // The flag beats the file for the default profile, and must name a known one.
+        let c = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--default-profile",
+            "merchant-video",
+        ])
+        .unwrap();
+        assert_eq!(c.sfu.profiles.default_name(), "merchant-video");
+        let err = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--default-profile",
+            "nope",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "invalid call profile (from --default-profile): default profile \"nope\" is not \
+                 defined (known: audio-only, merchant-video, rear-camera-off, showroom)"
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(path).ok();
+    }
+
+    #[test]
+    fn bad_profiles_and_rules_are_refused_with_the_policy_message() {
+        let cases = [
+            (
+                "peek.toml",
+                "[profiles.peek]\ncustomer.camera_at_join = \"on\"\n",
+                "profile \"peek\": customer.camera_at_join is on, but only the customer can turn \
+                 on the customer's camera: it must be off",
+            ),
+            (
+                "fps.toml",
+                "[profiles.slow]\nbase = \"rear-camera-off\"\n\
+                 customer.camera_caps.max_frame_rate = 0\n",
+                "profile \"slow\": customer.camera_caps.max_frame_rate must be between 1 and 120, \
+                 got 0",
+            ),
+            (
+                "base.toml",
+                "[profiles.hd]\nbase = \"hd-video\"\n",
+                "profile \"hd\": base \"hd-video\" is not a built-in profile",
+            ),
+            (
+                "rating.toml",
+                "[eligibility]\nmin_rating = 7.0\n",
+                "eligibility.min_rating must be a number from 0 to 5, got 7",
+            ),
+        ];
+        for (name, text, want) in cases {
+            let path = temp_file(name, text);
+            let err = format!(
+                "{:#}",
+                parse(&["--config", path.to_str().unwrap()]).unwrap_err()
+            );
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
+            std::fs::remove_file(path).ok();
+        }
+
+        // Serde's refusals name the key: a typo, an unknown value, a source listed twice.
+        for (name, text, want) in [
+            (
+                "typo.toml",
+                "[profiles.x]\ncustomer.camera_at_jion = \"off\"\n",
+                "camera_at_jion",
+            ),
+            (
+                "value.toml",
+                "[profiles.x]\ncustomer.camera_control = \"merchant\"\n",
+                "merchant",
+            ),
+            (
+                "twice.toml",
+                "[profiles.x]\ncustomer.accepted_sources = [\"microphone\", \"microphone\"]\n",
+                "source microphone is listed twice",
+            ),
+        ] {
+            let path = temp_file(name, text);
+            let err = format!(
+                "{:#}",
+                parse(&["--config", path.to_str().unwrap()]).unwrap_err()
+            );
+            assert!(err.contains("invalid config file"), "{name}: {err}");
+            assert!(err.contains(want), "{name}: {err}");
+            std::fs::remove_file(path).ok();
+        }
+    }
+
+    #[test]
+    fn limits_must_be_between_one_second_and_a_day() {
+        let err = parse(&["--ring-timeout-secs", "0"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "ring_timeout_secs is 0 (from --ring-timeout-secs): it must be between 1 and 86400 \
+             seconds"
+        );
+        let err = parse(&["--reconnect-grace-secs", "86401"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("reconnect_grace_secs is 86401"), "{err}");
+        let err = parse(&["--max-duration-secs", "18446744073709551615"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("between 1 and 86400"), "{err}");
+        let c = parse(&["--inactivity-timeout-secs", "86400"]).unwrap();
+        assert_eq!(
+            c.sfu.call_limits.inactivity_timeout,
+            Duration::from_secs(86400)
+        );
     }
 
     #[test]

@@ -179,6 +179,14 @@ fn log_config(config: &Config) {
         shutdown_timeout_secs = line("shutdown_timeout_secs"),
         log_format = line("log_format"),
         log_level = line("log_level"),
+        ring_timeout_secs = line("ring_timeout_secs"),
+        max_duration_secs = line("max_duration_secs"),
+        inactivity_timeout_secs = line("inactivity_timeout_secs"),
+        disconnect_timeout_secs = line("disconnect_timeout_secs"),
+        reconnect_grace_secs = line("reconnect_grace_secs"),
+        default_profile = line("default_profile"),
+        profiles = line("profiles"),
+        eligibility = line("eligibility"),
         "effective configuration"
     );
 }

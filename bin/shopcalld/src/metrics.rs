@@ -1,12 +1,15 @@
 //! Metrics: the Prometheus registry and the tiny HTTP server that serves it.
 //!
 //! No metric carries a per-call label: labels are bounded sets (media kind, drop reason, end
-//! reason, event subscriber). Values come from two places:
+//! reason, call outcome, policy operation, event subscriber). Values come from three places:
 //!
 //! * the engine's own counters ([`sfu::EngineMetrics`]), read with `SfuHandle::metrics` at
 //!   every scrape: gauges are set, counters advance by the difference to the last scrape;
-//! * the event stream: call ends by reason, join latency, call durations
-//!   ([`Metrics::observe_event`], fed by [`record_events`]).
+//! * the event stream: call ends by reason and by outcome, answer and join latency, call
+//!   durations, customer camera use, camera requests ([`Metrics::observe_event`], fed by
+//!   [`record_events`]);
+//! * the gRPC service: policy refusals and audio-only calls, which are answers to requests
+//!   rather than events ([`Metrics::count_policy_refusal`], [`Metrics::count_audio_only_call`]).
 //!
 //! The HTTP server ([`serve`]) answers `GET /metrics` (text exposition format) and
 //! `GET /healthz` (200 while serving, 503 once shutdown began).
@@ -55,6 +58,87 @@ impl Subscriber {
     }
 }
 
+/// How a call ended, for merchant scoring: the `outcome` label of
+/// `shopcall_call_outcomes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The callee answered (whatever ended the call afterwards).
+    Answered,
+    /// The callee declined.
+    Declined,
+    /// Nobody answered within the ring timeout.
+    Missed,
+    /// The call was hung up before anyone answered.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Answered,
+        Outcome::Declined,
+        Outcome::Missed,
+        Outcome::Cancelled,
+    ];
+
+    /// The outcome of a call that ended for `reason`. Every reason but declined, missed and
+    /// cancelled means the call had been answered ([`EndReason::was_answered`]).
+    pub fn of(reason: EndReason) -> Outcome {
+        match reason {
+            EndReason::Declined => Outcome::Declined,
+            EndReason::Missed => Outcome::Missed,
+            EndReason::Cancelled => Outcome::Cancelled,
+            other => {
+                debug_assert!(other.was_answered(), "{other:?}");
+                Outcome::Answered
+            }
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Declined => "declined",
+            Outcome::Missed => "missed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Which request the call policy refused: the `operation` label of
+/// `shopcall_policy_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOperation {
+    /// CreateCall refused because the merchant is not eligible for video (and the rules say
+    /// refuse).
+    CreateCall,
+    /// A track declared at Join was refused (its m-line answered inactive); one per track.
+    JoinTrack,
+    /// SetCamera refused (e.g. the merchant turning on the customer's camera).
+    SetCamera,
+    /// RequestCamera refused (e.g. asking for a camera the profile does not allow).
+    RequestCamera,
+}
+
+impl PolicyOperation {
+    /// Every operation.
+    pub const ALL: [PolicyOperation; 4] = [
+        PolicyOperation::CreateCall,
+        PolicyOperation::JoinTrack,
+        PolicyOperation::SetCamera,
+        PolicyOperation::RequestCamera,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PolicyOperation::CreateCall => "create_call",
+            PolicyOperation::JoinTrack => "join_track",
+            PolicyOperation::SetCamera => "set_camera",
+            PolicyOperation::RequestCamera => "request_camera",
+        }
+    }
+}
+
 /// The daemon's Prometheus metrics.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +162,13 @@ pub struct Metrics {
     join_latency: Histogram,
     call_duration: Histogram,
     call_connected_duration: Histogram,
+    call_outcomes: IntCounterVec,
+    answer_latency: Histogram,
+    customer_camera_used: IntCounter,
+    customer_camera_seconds: prometheus::Counter,
+    camera_requests: IntCounter,
+    policy_refusals: IntCounterVec,
+    audio_only_calls: IntCounter,
     events_lagged: IntCounterVec,
 }
 
@@ -219,6 +310,48 @@ impl Metrics {
                     1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
                 ],
             ),
+            call_outcomes: counter_vec(
+                &r,
+                "shopcall_call_outcomes_total",
+                "Calls ended, by outcome for merchant scoring: answered, declined, missed, \
+                 cancelled.",
+                "outcome",
+            ),
+            answer_latency: histogram(
+                &r,
+                "shopcall_answer_latency_seconds",
+                "Time from a call's creation to the callee's answer.",
+                vec![1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0],
+            ),
+            customer_camera_used: counter(
+                &r,
+                "shopcall_customer_camera_used_total",
+                "Ended calls in which the customer turned the camera on at least once.",
+            ),
+            customer_camera_seconds: register(
+                &r,
+                prometheus::Counter::new(
+                    "shopcall_customer_camera_seconds_total",
+                    "Time customers' cameras were on, summed over ended calls.",
+                )
+                .expect("constant metric name is valid"),
+            ),
+            camera_requests: counter(
+                &r,
+                "shopcall_camera_requests_total",
+                "Requests by one participant that the other turn its camera on (RequestCamera).",
+            ),
+            policy_refusals: counter_vec(
+                &r,
+                "shopcall_policy_refusals_total",
+                "Requests and declared tracks the call policy refused, by operation.",
+                "operation",
+            ),
+            audio_only_calls: counter(
+                &r,
+                "shopcall_calls_audio_only_total",
+                "Calls created audio-only because the merchant was not eligible for video.",
+            ),
             events_lagged: counter_vec(
                 &r,
                 "shopcall_events_lagged_total",
@@ -242,6 +375,12 @@ impl Metrics {
         }
         for reason in EndReason::ALL {
             m.calls_ended.with_label_values(&[reason.as_str()]);
+        }
+        for outcome in Outcome::ALL {
+            m.call_outcomes.with_label_values(&[outcome.as_str()]);
+        }
+        for operation in PolicyOperation::ALL {
+            m.policy_refusals.with_label_values(&[operation.as_str()]);
         }
         for s in [Subscriber::Metrics, Subscriber::WatchEvents] {
             m.events_lagged.with_label_values(&[s.as_str()]);
@@ -294,20 +433,45 @@ impl Metrics {
         advance(&self.calls_created, e.calls_created);
     }
 
-    /// Takes in one event: call ends by reason and durations, join latency.
+    /// Takes in one event: call ends by reason and outcome, durations, camera use, answer
+    /// and join latency, camera requests.
     pub fn observe_event(&self, event: &Event) {
         match event {
             Event::ParticipantConnected { join_latency, .. } => {
                 self.join_latency.observe(join_latency.as_secs_f64());
             }
+            Event::CallAnswered { answer_latency, .. } => {
+                self.answer_latency.observe(answer_latency.as_secs_f64());
+            }
+            Event::CameraRequested { .. } => self.camera_requests.inc(),
             Event::CallEnded { reason, record, .. } => {
                 self.calls_ended.with_label_values(&[reason.as_str()]).inc();
+                self.call_outcomes
+                    .with_label_values(&[Outcome::of(*reason).as_str()])
+                    .inc();
                 self.call_duration.observe(record.duration.as_secs_f64());
                 self.call_connected_duration
                     .observe(record.connected_duration.as_secs_f64());
+                if record.customer_camera_used {
+                    self.customer_camera_used.inc();
+                }
+                self.customer_camera_seconds
+                    .inc_by(record.customer_camera_duration.as_secs_f64());
             }
             _ => {}
         }
+    }
+
+    /// Counts `n` refusals by the call policy for `operation`.
+    pub fn count_policy_refusal(&self, operation: PolicyOperation, n: u64) {
+        self.policy_refusals
+            .with_label_values(&[operation.as_str()])
+            .inc_by(n);
+    }
+
+    /// Counts a call created audio-only because of the merchant's standing.
+    pub fn count_audio_only_call(&self) {
+        self.audio_only_calls.inc();
     }
 
     /// Counts events a subscriber missed because it fell behind.
@@ -481,6 +645,19 @@ mod tests {
             "shopcall_call_duration_seconds_count",
             "shopcall_call_connected_duration_seconds_sum",
             "shopcall_events_lagged_total{subscriber=\"watch_events\"}",
+            "shopcall_call_outcomes_total{outcome=\"answered\"}",
+            "shopcall_call_outcomes_total{outcome=\"declined\"}",
+            "shopcall_call_outcomes_total{outcome=\"missed\"}",
+            "shopcall_call_outcomes_total{outcome=\"cancelled\"}",
+            "shopcall_answer_latency_seconds_bucket",
+            "shopcall_customer_camera_used_total",
+            "shopcall_customer_camera_seconds_total",
+            "shopcall_camera_requests_total",
+            "shopcall_policy_refusals_total{operation=\"set_camera\"}",
+            "shopcall_policy_refusals_total{operation=\"request_camera\"}",
+            "shopcall_policy_refusals_total{operation=\"join_track\"}",
+            "shopcall_policy_refusals_total{operation=\"create_call\"}",
+            "shopcall_calls_audio_only_total",
             "shopcall_build_info{version=",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
@@ -562,5 +739,77 @@ mod tests {
             m.events_lagged.with_label_values(&["watch_events"]).get(),
             7
         );
+        // Shutdown ends an answered call: its outcome is answered.
+        assert_eq!(m.call_outcomes.with_label_values(&["answered"]).get(), 1);
+    }
+
+    #[test]
+    fn outcomes_follow_was_answered() {
+        for reason in EndReason::ALL {
+            let outcome = Outcome::of(reason);
+            assert_eq!(
+                outcome == Outcome::Answered,
+                reason.was_answered(),
+                "{reason:?}"
+            );
+            if outcome != Outcome::Answered {
+                assert_eq!(outcome.as_str(), reason.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn policy_events_and_refusals_are_counted() {
+        let m = Metrics::new();
+        let call = CallId::from_raw(1);
+        m.observe_event(&Event::CallAnswered {
+            call,
+            answer_latency: Duration::from_secs(3),
+        });
+        m.observe_event(&Event::CameraRequested {
+            call,
+            by: Role::Merchant,
+            target: Role::Customer,
+        });
+        m.observe_event(&Event::CallEnded {
+            call,
+            reason: EndReason::Missed,
+            record: Box::new(CallRecord {
+                call,
+                merchant_ref: None,
+                customer_ref: None,
+                initiator: Role::Customer,
+                profile: "rear-camera-off".into(),
+                end_reason: EndReason::Missed,
+                ring_duration: Duration::from_secs(45),
+                answer_latency: None,
+                duration: Duration::from_secs(45),
+                connected_duration: Duration::ZERO,
+                customer_camera_used: true,
+                customer_camera_duration: Duration::from_millis(1500),
+                merchant_camera_duration: Duration::ZERO,
+                to_customer: Default::default(),
+                to_merchant: Default::default(),
+                participants: Vec::new(),
+            }),
+        });
+        m.count_policy_refusal(PolicyOperation::SetCamera, 1);
+        m.count_policy_refusal(PolicyOperation::JoinTrack, 2);
+        m.count_audio_only_call();
+        assert_eq!(m.answer_latency.get_sample_count(), 1);
+        assert_eq!(m.camera_requests.get(), 1);
+        assert_eq!(m.call_outcomes.with_label_values(&["missed"]).get(), 1);
+        assert_eq!(m.call_outcomes.with_label_values(&["answered"]).get(), 0);
+        assert_eq!(m.customer_camera_used.get(), 1);
+        assert!((m.customer_camera_seconds.get() - 1.5).abs() < 1e-9);
+        assert_eq!(
+            m.policy_refusals.with_label_values(&["set_camera"]).get(),
+            1
+        );
+        assert_eq!(
+            m.policy_refusals.with_label_values(&["join_track"]).get(),
+            2
+        );
+        assert_eq!(m.audio_only_calls.get(), 1);
     }
 }

@@ -29,7 +29,7 @@ fn flag_beats_env_beats_file_beats_default() {
     let file = temp_file(
         "precedence.toml",
         "max_calls = 5\nconnect_timeout_secs = 7\nvideo_codecs = [\"vp8\", \"h264\"]\n\
-         shutdown_timeout_secs = 9\n",
+         shutdown_timeout_secs = 9\nring_timeout_secs = 30\n",
     );
     let file_arg = file.to_str().unwrap();
     let daemon = Daemon::start_with(
@@ -46,6 +46,9 @@ fn flag_beats_env_beats_file_beats_default() {
     assert_eq!(f["shutdown_timeout_secs"], "9 (file)", "{f}");
     assert_eq!(f["log_level"], "info,rtc=warn,webrtc=warn (default)", "{f}");
     assert_eq!(f["announce_ips"], "127.0.0.1 (flag)", "{f}");
+    assert_eq!(f["ring_timeout_secs"], "30 (file)", "{f}");
+    assert_eq!(f["default_profile"], "rear-camera-off (default)", "{f}");
+    assert_eq!(f["profiles"], "none (default)", "{f}");
     drop(daemon);
     std::fs::remove_file(file).ok();
 }
@@ -83,6 +86,45 @@ fn bad_values_exit_before_binding_with_a_precise_message() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("max_cals"), "{err}");
     std::fs::remove_file(file).ok();
+
+    // A profile that breaks a rule: the message names the profile and the key.
+    let file = temp_file(
+        "peek.toml",
+        "[profiles.peek]\nbase = \"merchant-video\"\ncustomer.camera_at_join = \"on\"\n",
+    );
+    let (code, err) = run_to_exit(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "profile \"peek\": customer.camera_at_join is on, but only the customer can turn on \
+             the customer's camera: it must be off"
+        ),
+        "{err}"
+    );
+    std::fs::remove_file(file).ok();
+
+    let file = temp_file("eligibility.toml", "[eligibility]\nmin_reply_rate = 1.5\n");
+    let (code, err) = run_to_exit(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("eligibility.min_reply_rate must be a number from 0 to 1, got 1.5"),
+        "{err}"
+    );
+    std::fs::remove_file(file).ok();
+
+    let (code, err) = run_to_exit(&["--default-profile", "nope"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("(from --default-profile): default profile \"nope\" is not defined"),
+        "{err}"
+    );
+
+    let (code, err) = run_to_exit(&[], &[("SHOPCALL_RING_TIMEOUT_SECS", "0")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ring_timeout_secs is 0 (from SHOPCALL_RING_TIMEOUT_SECS)"),
+        "{err}"
+    );
 
     // clap's own refusal of a malformed address.
     let (code, err) = run_to_exit(&["--udp-bind", "nowhere"], &[]);
@@ -142,6 +184,12 @@ fn help_lists_every_flag() {
         "--shutdown-timeout-secs",
         "--log-format",
         "--log-level",
+        "--ring-timeout-secs",
+        "--max-duration-secs",
+        "--inactivity-timeout-secs",
+        "--disconnect-timeout-secs",
+        "--reconnect-grace-secs",
+        "--default-profile",
         "SHOPCALL_GRPC_LISTEN",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");

@@ -41,6 +41,7 @@ async fn join(
             call_id: call.to_owned(),
             role: role as i32,
             sdp_offer: offer,
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
@@ -124,7 +125,7 @@ async fn two_peers_call_through_the_daemon() {
     });
 
     let call = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .expect("call created")
         .into_inner()
@@ -141,6 +142,7 @@ async fn two_peers_call_through_the_daemon() {
             call_id: call.clone(),
             role: pb::Role::Customer as i32,
             sdp_offer: third.create_offer().await.expect("offer"),
+            ..Default::default()
         })
         .await
         .expect_err("a third participant is refused");

@@ -106,7 +106,7 @@ async fn metrics_serve_prometheus_text_with_every_metric_name() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .expect("call created");
     let (code, body) = daemon.http_get("/metrics").await;
@@ -142,7 +142,7 @@ async fn create_get_list_and_end_a_call() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let call_id = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .expect("call created")
         .into_inner()
@@ -215,6 +215,7 @@ async fn unknown_ids_are_not_found() {
             call_id: UNKNOWN_ID.into(),
             role: pb::Role::Merchant as i32,
             sdp_offer: "v=0\r\n".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -260,7 +261,7 @@ async fn malformed_sdp_is_invalid_argument_and_leaves_no_participant() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let call_id = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -279,6 +280,7 @@ async fn malformed_sdp_is_invalid_argument_and_leaves_no_participant() {
                 call_id: call_id.clone(),
                 role: pb::Role::Customer as i32,
                 sdp_offer: offer.into(),
+                ..Default::default()
             })
             .await
             .expect_err("a malformed offer is refused");
@@ -316,7 +318,7 @@ async fn bad_request_fields_are_invalid_argument_naming_the_field() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let call_id = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -395,6 +397,7 @@ async fn bad_request_fields_are_invalid_argument_naming_the_field() {
                 call_id: call_id.clone(),
                 role: pb::Role::Unspecified as i32,
                 sdp_offer: "v=0\r\n".into(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -406,6 +409,7 @@ async fn bad_request_fields_are_invalid_argument_naming_the_field() {
                 call_id: call_id.clone(),
                 role: 42,
                 sdp_offer: "v=0\r\n".into(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -417,6 +421,7 @@ async fn bad_request_fields_are_invalid_argument_naming_the_field() {
                 call_id: call_id.clone(),
                 role: pb::Role::Merchant as i32,
                 sdp_offer: String::new(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -429,7 +434,7 @@ async fn oversized_requests_are_refused() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let call_id = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -439,6 +444,7 @@ async fn oversized_requests_are_refused() {
             call_id,
             role: pb::Role::Merchant as i32,
             sdp_offer: "a".repeat(300 * 1024),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -449,9 +455,12 @@ async fn oversized_requests_are_refused() {
 async fn capacity_is_resource_exhausted() {
     let daemon = Daemon::start(&["--max-calls", "1"]);
     let mut client = daemon.client().await;
-    client.create_call(pb::CreateCallRequest {}).await.unwrap();
+    client
+        .create_call(pb::CreateCallRequest::default())
+        .await
+        .unwrap();
     let err = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -472,7 +481,7 @@ async fn candidates_role_taken_and_leave_with_a_real_offer() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let call_id = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -482,6 +491,7 @@ async fn candidates_role_taken_and_leave_with_a_real_offer() {
             call_id: call_id.clone(),
             role: pb::Role::Customer as i32,
             sdp_offer: offer.clone(),
+            ..Default::default()
         })
         .await
         .expect("a real offer joins")
@@ -508,6 +518,7 @@ async fn candidates_role_taken_and_leave_with_a_real_offer() {
             call_id: call_id.clone(),
             role: pb::Role::Customer as i32,
             sdp_offer: offer,
+            ..Default::default()
         })
         .await
         .unwrap_err();

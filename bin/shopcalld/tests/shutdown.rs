@@ -37,13 +37,13 @@ async fn sigterm_ends_calls_with_server_shutdown_and_exits_zero() {
         .expect("WatchEvents starts")
         .into_inner();
     let first = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()
         .call_id;
     let second = client
-        .create_call(pb::CreateCallRequest {})
+        .create_call(pb::CreateCallRequest::default())
         .await
         .unwrap()
         .into_inner()

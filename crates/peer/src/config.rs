@@ -2,6 +2,7 @@
 //! media starts ([`MediaPlan`]).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// The video codec a peer prefers.
@@ -30,6 +31,23 @@ pub struct PeerConfig {
     pub screen: bool,
     /// Name used in track/stream ids and logs; need not be unique.
     pub name: String,
+    /// A misbehaving client, for privacy tests: when set, every outgoing video RTP packet is
+    /// also sent a second time with this SSRC, which the SDP never declares (same payload
+    /// type, sequence number, timestamp, header extensions and payload). A server must not
+    /// forward what arrives on it. Counted in
+    /// [`PeerStats::rogue_packets_sent`](crate::PeerStats::rogue_packets_sent). Off by default.
+    pub rogue_video_ssrc: Option<u32>,
+    /// Publish the camera as three rid-based simulcast layers, as Chrome does (`a=rid:q/h/f
+    /// send` and `a=simulcast:send q;h;f` in the offer, one SSRC per layer, the mid and rid
+    /// header extensions on every packet): see [`SIMULCAST_LAYERS`](crate::SIMULCAST_LAYERS)
+    /// for their sizes and bitrates. Also negotiates those header extensions, which a peer
+    /// needs to *receive* simulcast. Off by default.
+    pub simulcast: bool,
+    /// Behave like a browser's video decoder on loss: when a received frame cannot be
+    /// decoded (a packet stayed missing past NACK's chance to repair it), send a PLI for that
+    /// stream, at most once a second until a keyframe arrives. Off by default (a test then
+    /// controls every PLI with [`TestPeer::send_pli`](crate::TestPeer::send_pli)).
+    pub pli_on_loss: bool,
 }
 
 impl Default for PeerConfig {
@@ -41,6 +59,9 @@ impl Default for PeerConfig {
             video_codec: VideoCodec::Vp8,
             screen: false,
             name: "peer".to_owned(),
+            rogue_video_ssrc: None,
+            simulcast: false,
+            pli_on_loss: false,
         }
     }
 }
@@ -57,7 +78,8 @@ impl PeerConfig {
 
 /// What [`TestPeer::start_media`](crate::TestPeer::start_media) sends.
 ///
-/// Audio: one packet per tick, 80-160 byte payloads, RTP timestamp +48000/`audio_pps`.
+/// Audio: one packet per tick, `audio_payload_bytes` (80-160 by default), RTP timestamp
+/// +48000/`audio_pps`.
 /// Video, per video m-line: one frame per tick of `video_bitrate_bps / 8 / video_fps` bytes
 /// (keyframes three times that), split into packets of at most `max_payload_bytes`, RTP
 /// timestamp +90000/`video_fps`, marker on the last packet of each frame.
@@ -73,6 +95,9 @@ pub struct MediaPlan {
     pub keyframe_interval: Duration,
     /// Largest RTP payload of a video packet.
     pub max_payload_bytes: usize,
+    /// Sizes of audio payloads (they vary over this range like a VBR codec's). The default
+    /// 80..=160 is Opus at about 48 kbit/s; 40..=60 is about 20 kbit/s, speech on a weak link.
+    pub audio_payload_bytes: RangeInclusive<usize>,
 }
 
 impl Default for MediaPlan {
@@ -83,6 +108,7 @@ impl Default for MediaPlan {
             video_bitrate_bps: 1_500_000,
             keyframe_interval: Duration::from_secs(2),
             max_payload_bytes: 1200,
+            audio_payload_bytes: 80..=160,
         }
     }
 }
@@ -97,6 +123,21 @@ impl MediaPlan {
     /// Bytes of one keyframe.
     pub fn keyframe_bytes(&self) -> usize {
         self.video_frame_bytes().saturating_mul(3)
+    }
+
+    /// Payload size of the audio packet with this counter, within `audio_payload_bytes`
+    /// (at least the codec byte and the block).
+    pub(crate) fn audio_payload_len(&self, counter: u64) -> usize {
+        let (lo, hi) = (
+            *self.audio_payload_bytes.start(),
+            *self.audio_payload_bytes.end(),
+        );
+        if (lo, hi) == (80, 160) {
+            return crate::payload::audio_payload_len(counter);
+        }
+        let hi = hi.max(lo);
+        let span = (hi - lo) as u64 + 1;
+        (lo + (counter.wrapping_mul(37) % span) as usize).max(1 + crate::payload::BLOCK_LEN)
     }
 
     pub(crate) fn audio_period(&self) -> Duration {

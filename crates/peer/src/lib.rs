@@ -51,12 +51,19 @@
 #![warn(missing_docs)]
 
 mod config;
+mod decoder;
 mod keyframe_tap;
 mod media;
 pub mod payload;
 mod peer;
+mod rogue_ssrc;
+mod simulcast;
 mod stats;
 
 pub use config::{MediaPlan, PeerConfig, VideoCodec};
+pub use decoder::NACK_WAIT;
 pub use peer::TestPeer;
-pub use stats::{KindStats, LatencySummary, PeerStats, RTCPeerConnectionState};
+pub use simulcast::{SIMULCAST_LAYERS, SimulcastLayer};
+pub use stats::{
+    KindStats, LatencySummary, LayerStats, PeerStats, RTCPeerConnectionState, ReceivedVideo,
+};

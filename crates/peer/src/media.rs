@@ -2,7 +2,7 @@
 //! RTP state and the background loops that publish synthetic media and answer keyframe
 //! requests.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,7 @@ use crate::config::MediaPlan;
 use crate::keyframe_tap::keyframe_request_targets;
 use crate::payload::{self, Block, PayloadFormat};
 use crate::peer::Shared;
+use crate::simulcast::SimulcastLayer;
 
 /// Media kind of an m-line, as counted in [`PeerStats`](crate::PeerStats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,22 @@ pub(crate) struct Output {
     pub(crate) keyframe_requested: AtomicBool,
     negotiated: Mutex<Option<Negotiated>>,
     state: Mutex<SendState>,
+    /// The simulcast layer this output sends (one output per layer, sharing the track).
+    pub(crate) layer: Option<SimulcastLayer>,
+    /// Header extensions stamped on every packet (`(id, value)`: mid and rid for a layer).
+    header_extensions: Mutex<Vec<(u8, Bytes)>>,
+    /// This output's own counters (the per-kind ones add all outputs up).
+    pub(crate) counters: OutputCounters,
+}
+
+/// Counters of one output, for [`LayerStats`](crate::LayerStats).
+#[derive(Default)]
+pub(crate) struct OutputCounters {
+    pub(crate) packets: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) frames: AtomicU64,
+    pub(crate) keyframes: AtomicU64,
+    pub(crate) keyframe_requests: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,7 +115,21 @@ impl Output {
                 counter: 0,
                 last_keyframe: None,
             }),
+            layer: None,
+            header_extensions: Mutex::new(Vec::new()),
+            counters: OutputCounters::default(),
         }
+    }
+
+    /// The same output, sending simulcast `layer`.
+    pub(crate) fn with_layer(mut self, layer: SimulcastLayer) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
+    /// Header extensions to stamp on every packet from now on.
+    pub(crate) fn set_header_extensions(&self, extensions: Vec<(u8, Bytes)>) {
+        *lock(&self.header_extensions) = extensions;
     }
 
     pub(crate) fn negotiated(&self) -> Option<Negotiated> {
@@ -110,7 +141,7 @@ impl Output {
     }
 
     fn header(&self, neg: Negotiated, seq: u16, ts: u32, marker: bool) -> Header {
-        Header {
+        let mut header = Header {
             version: 2,
             marker,
             payload_type: neg.payload_type,
@@ -118,11 +149,17 @@ impl Output {
             timestamp: ts,
             ssrc: self.ssrc,
             ..Default::default()
+        };
+        for (id, value) in lock(&self.header_extensions).iter() {
+            // Ids and values come from negotiation and are valid one-byte extensions.
+            let _ = header.set_extension(*id, value.clone());
         }
+        header
     }
 
     /// The next audio packet.
-    fn next_audio_packet(&self, neg: Negotiated, ts_step: u32, sent_us: u64) -> Packet {
+    fn next_audio_packet(&self, neg: Negotiated, plan: &MediaPlan, sent_us: u64) -> Packet {
+        let ts_step = plan.audio_ts_step();
         let mut st = lock(&self.state);
         let counter = st.counter;
         let block = Block {
@@ -130,7 +167,7 @@ impl Output {
             counter,
             sent_us,
         };
-        let body = payload::audio_payload(&block, payload::audio_payload_len(counter));
+        let body = payload::audio_payload(&block, plan.audio_payload_len(counter));
         // Marker: first packet of a talk spurt; we only ever have one spurt.
         let header = self.header(neg, st.seq, st.ts, counter == 0);
         st.counter += 1;
@@ -159,18 +196,25 @@ impl Output {
         if keyframe {
             st.last_keyframe = Some(now);
         }
-        let frame_len = if keyframe {
-            plan.keyframe_bytes()
-        } else {
-            plan.video_frame_bytes()
+        let frame_len = match (self.layer, keyframe) {
+            (Some(layer), true) => layer.keyframe_bytes(plan),
+            (Some(layer), false) => layer.frame_bytes(plan),
+            (None, true) => plan.keyframe_bytes(),
+            (None, false) => plan.video_frame_bytes(),
         };
+        let size = self
+            .layer
+            .map_or((payload::VP8_WIDTH, payload::VP8_HEIGHT), |l| {
+                (l.width, l.height)
+            });
         let tag = self.tag;
         let mut counter = st.counter;
-        let bodies = payload::video_frame_payloads(
+        let bodies = payload::video_frame_payloads_sized(
             neg.format,
             frame_len,
             keyframe,
             plan.max_payload_bytes,
+            size,
             || {
                 let block = Block {
                     tag,
@@ -209,6 +253,8 @@ async fn send(out: &Output, shared: &Shared, packet: Packet) {
             let c = shared.counters(out.kind);
             c.packets_sent.fetch_add(1, Ordering::Relaxed);
             c.bytes_sent.fetch_add(len, Ordering::Relaxed);
+            out.counters.packets.fetch_add(1, Ordering::Relaxed);
+            out.counters.bytes.fetch_add(len, Ordering::Relaxed);
         }
         Err(err) => tracing::debug!(peer = %shared.name, out = out.label, %err, "write_rtp failed"),
     }
@@ -223,7 +269,6 @@ pub(crate) async fn audio_loop(
 ) {
     let mut ticker = tokio::time::interval(plan.audio_period());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let ts_step = plan.audio_ts_step();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -234,7 +279,7 @@ pub(crate) async fn audio_loop(
             let Some(neg) = out.negotiated() else {
                 continue;
             };
-            let packet = out.next_audio_packet(neg, ts_step, sent_us);
+            let packet = out.next_audio_packet(neg, &plan, sent_us);
             send(out, &shared, packet).await;
             shared
                 .counters(out.kind)
@@ -270,8 +315,10 @@ pub(crate) async fn video_loop(
             }
             let c = shared.counters(out.kind);
             c.frames_sent.fetch_add(1, Ordering::Relaxed);
+            out.counters.frames.fetch_add(1, Ordering::Relaxed);
             if keyframe {
                 c.keyframes_sent.fetch_add(1, Ordering::Relaxed);
+                out.counters.keyframes.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -301,6 +348,10 @@ pub(crate) async fn feedback_loop(
                 shared
                     .counters(target.kind)
                     .plis_received
+                    .fetch_add(1, Ordering::Relaxed);
+                target
+                    .counters
+                    .keyframe_requests
                     .fetch_add(1, Ordering::Relaxed);
                 if target.kind == Kind::Video {
                     target.keyframe_requested.store(true, Ordering::Release);

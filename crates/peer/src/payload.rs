@@ -152,12 +152,33 @@ fn vp8_frame_tag(keyframe: bool, first_partition_len: u32) -> [u8; 3] {
 
 /// Splits one video frame of `frame_len` bytes into payloads of at most `max_payload` bytes.
 ///
-/// `next_block` is called once per payload, in order, for the block to embed.
+/// `next_block` is called once per payload, in order, for the block to embed. VP8 keyframes
+/// declare [`VP8_WIDTH`] x [`VP8_HEIGHT`]; [`video_frame_payloads_sized`] takes a size.
 pub fn video_frame_payloads(
     format: PayloadFormat,
     frame_len: usize,
     keyframe: bool,
     max_payload: usize,
+    next_block: impl FnMut() -> Block,
+) -> Vec<Vec<u8>> {
+    video_frame_payloads_sized(
+        format,
+        frame_len,
+        keyframe,
+        max_payload,
+        (VP8_WIDTH, VP8_HEIGHT),
+        next_block,
+    )
+}
+
+/// [`video_frame_payloads`] with the `(width, height)` a VP8 keyframe header declares (a
+/// receiver reads it back with [`vp8_keyframe_size`], e.g. to tell simulcast layers apart).
+pub fn video_frame_payloads_sized(
+    format: PayloadFormat,
+    frame_len: usize,
+    keyframe: bool,
+    max_payload: usize,
+    (width, height): (u16, u16),
     mut next_block: impl FnMut() -> Block,
 ) -> Vec<Vec<u8>> {
     // Room for the largest descriptor (VP8 keyframe: 1 + 10) plus the block.
@@ -183,8 +204,9 @@ pub fn video_frame_payloads(
                         buf.extend_from_slice(&vp8_frame_tag(keyframe, (len / 2) as u32));
                         if keyframe {
                             buf.extend_from_slice(&VP8_START_CODE);
-                            buf.extend_from_slice(&VP8_WIDTH.to_le_bytes());
-                            buf.extend_from_slice(&VP8_HEIGHT.to_le_bytes());
+                            // 14-bit sizes, scaling bits 0 (RFC 6386 §9.1).
+                            buf.extend_from_slice(&(width & 0x3fff).to_le_bytes());
+                            buf.extend_from_slice(&(height & 0x3fff).to_le_bytes());
                         }
                     }
                 }
@@ -265,6 +287,38 @@ fn parse_descriptor(format: PayloadFormat, p: &[u8]) -> Option<(usize, bool)> {
             }
         }
     }
+}
+
+/// Whether the payload starts a frame, per the codec framing: the VP8 S bit on partition 0,
+/// an H.264 single NAL unit or the first FU-A fragment, any Opus packet. A receiver that lost
+/// packets resynchronises on this.
+pub fn starts_frame(format: PayloadFormat, payload: &[u8]) -> bool {
+    match format {
+        PayloadFormat::Opus => !payload.is_empty(),
+        PayloadFormat::Vp8 => {
+            vp8_descriptor(payload).is_some_and(|(_, start, pid)| start && pid == 0)
+        }
+        PayloadFormat::H264 => match payload.first().map(|b| b & 0x1f) {
+            Some(1..=23) => true,
+            Some(28) => payload.get(1).is_some_and(|fu| fu & 0x80 != 0),
+            _ => false,
+        },
+    }
+}
+
+/// The `(width, height)` a VP8 keyframe's header declares, if `payload` starts one.
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let (len, start, pid) = vp8_descriptor(payload)?;
+    if !(start && pid == 0) {
+        return None;
+    }
+    let header = payload.get(len..len + 10)?;
+    if header[0] & 0x01 != 0 || header[3..6] != VP8_START_CODE {
+        return None;
+    }
+    let width = u16::from_le_bytes([header[6], header[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([header[8], header[9]]) & 0x3fff;
+    Some((width, height))
 }
 
 /// Checks one received payload: finds and verifies the block and detects keyframes.
@@ -352,6 +406,30 @@ mod tests {
         let got = inspect(PayloadFormat::Vp8, &p);
         assert_eq!(got.block, Some(block));
         assert!(got.keyframe);
+    }
+
+    #[test]
+    fn vp8_keyframes_carry_their_size() {
+        for size in [(320, 180), (640, 360), (1280, 720)] {
+            let ps =
+                video_frame_payloads_sized(PayloadFormat::Vp8, 3000, true, 1200, size, blocks(1));
+            assert_eq!(vp8_keyframe_size(&ps[0]), Some(size));
+            assert!(starts_frame(PayloadFormat::Vp8, &ps[0]));
+            assert!(inspect(PayloadFormat::Vp8, &ps[0]).block.is_some());
+            for p in &ps[1..] {
+                assert_eq!(vp8_keyframe_size(p), None);
+                assert!(!starts_frame(PayloadFormat::Vp8, p));
+            }
+        }
+        let delta =
+            video_frame_payloads_sized(PayloadFormat::Vp8, 900, false, 1200, (1, 1), blocks(1));
+        assert_eq!(vp8_keyframe_size(&delta[0]), None);
+        assert!(starts_frame(PayloadFormat::Vp8, &delta[0]));
+        let legacy = video_frame_payloads(PayloadFormat::Vp8, 900, true, 1200, blocks(1));
+        assert_eq!(vp8_keyframe_size(&legacy[0]), Some((VP8_WIDTH, VP8_HEIGHT)));
+        let fu = video_frame_payloads(PayloadFormat::H264, 5000, true, 1200, blocks(1));
+        assert!(starts_frame(PayloadFormat::H264, &fu[0]));
+        assert!(!starts_frame(PayloadFormat::H264, &fu[1]));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! verifies what it receives.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -31,10 +33,13 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RtpSender, RtpTransceiver};
 
 use crate::config::{MediaPlan, PeerConfig, VideoCodec};
+use crate::decoder::{Decoder, PacketInfo};
 use crate::keyframe_tap::{self, KeyframeRequestTap};
 use crate::media::{self, Kind, Negotiated, Output};
 use crate::payload::{self, PayloadFormat};
-use crate::stats::{KindCounters, PeerStats};
+use crate::rogue_ssrc::{self, RogueSsrcTap};
+use crate::simulcast::{self, SIMULCAST_LAYERS, SimulcastLayer};
+use crate::stats::{CounterSet, KindCounters, LayerStats, PeerStats};
 
 /// Payload types we register; an answer to our offer uses them too.
 const PT_OPUS: u8 = 111;
@@ -167,6 +172,14 @@ pub(crate) struct Shared {
     state: watch::Sender<RTCPeerConnectionState>,
     gathered: watch::Sender<bool>,
     remote: Mutex<Vec<RemoteTrack>>,
+    /// Video copies sent on the rogue SSRC ([`PeerConfig::rogue_video_ssrc`]).
+    rogue_sent: Arc<AtomicU64>,
+    /// One decoder emulation per received video SSRC.
+    video_in: Mutex<Vec<Decoder>>,
+    /// Counters of the intact audio packets received (one audio stream is expected).
+    audio_seen: Mutex<CounterSet>,
+    /// [`PeerConfig::pli_on_loss`].
+    pli_on_loss: bool,
     /// Receive and feedback tasks, aborted on close/drop.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -239,6 +252,7 @@ async fn receive_loop(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         Kind::Video => PayloadFormat::Vp8,
     };
     let mut track_pt = None;
+    let mut decoded_ssrcs = Vec::new();
     let counters = shared.counters(kind);
     while let Some(event) = track.poll().await {
         match event {
@@ -263,12 +277,37 @@ async fn receive_loop(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                 if inspection.keyframe {
                     counters.keyframes_received.fetch_add(1, Ordering::Relaxed);
                 }
+                if kind == Kind::Video {
+                    let info = PacketInfo {
+                        seq: packet.header.sequence_number,
+                        marker: packet.header.marker,
+                        starts_frame: payload::starts_frame(format, &packet.payload),
+                        keyframe: inspection.keyframe,
+                        size: payload::vp8_keyframe_size(&packet.payload)
+                            .filter(|_| format == PayloadFormat::Vp8),
+                        len: packet.payload.len(),
+                        sent_us: inspection.block.map(|b| b.sent_us),
+                        arrived_us: now_us,
+                    };
+                    decode(
+                        &shared,
+                        &track,
+                        &mut decoded_ssrcs,
+                        now,
+                        packet.header.ssrc,
+                        info,
+                    )
+                    .await;
+                }
                 match inspection.block {
                     Some(block) => {
                         counters.intact.fetch_add(1, Ordering::Relaxed);
                         counters
                             .latency
                             .record(now_us.saturating_sub(block.sent_us));
+                        if kind == Kind::Audio {
+                            lock(&shared.audio_seen).insert(block.counter);
+                        }
                     }
                     None => {
                         counters.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -280,6 +319,47 @@ async fn receive_loop(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         }
     }
     tracing::debug!(peer = %shared.name, ?kind, ssrc, "remote track ended");
+}
+
+/// Feeds one received video packet to its SSRC's decoder emulation (created on the first
+/// packet, with the rid the track knows for it) and sends the PLI the decoder wants, if
+/// [`PeerConfig::pli_on_loss`].
+async fn decode(
+    shared: &Shared,
+    track: &Arc<dyn TrackRemote>,
+    known: &mut Vec<u32>,
+    now: Instant,
+    ssrc: u32,
+    info: PacketInfo,
+) {
+    if !known.contains(&ssrc) {
+        known.push(ssrc);
+        let rid = track.rid(ssrc).await.map(|r| r.to_string());
+        let mut decoders = lock(&shared.video_in);
+        if !decoders.iter().any(|d| d.ssrc() == ssrc) {
+            decoders.push(Decoder::new(ssrc, rid));
+        }
+    }
+    let wants_keyframe = {
+        let mut decoders = lock(&shared.video_in);
+        let Some(d) = decoders.iter_mut().find(|d| d.ssrc() == ssrc) else {
+            return;
+        };
+        d.on_packet(now, info);
+        shared.pli_on_loss && d.wants_keyframe(now)
+    };
+    if wants_keyframe {
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+        };
+        match track.write_rtcp(vec![Box::new(pli)]).await {
+            Ok(()) => {
+                shared.video.plis_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => tracing::debug!(peer = %shared.name, %err, "PLI on loss failed"),
+        }
+    }
 }
 
 /// Media tasks started by [`TestPeer::start_media`].
@@ -342,11 +422,22 @@ impl TestPeer {
             media_engine.register_codec(h264(), RtpCodecKind::Video)?;
         }
         media_engine.register_codec(vp8(), RtpCodecKind::Video)?;
+        if cfg.simulcast {
+            // mid / rid / repaired-rid: sending layers needs them, and so does receiving them.
+            configure_simulcast_extension_headers(&mut media_engine)?;
+        }
         // NACK generator/responder, RTCP reports, TWCC receiver feedback; no GCC, no pacer.
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+        let mut registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
             Slot::from(keyframe_tap::SLOT),
             KeyframeRequestTap::default(),
         );
+        let rogue_sent = Arc::new(AtomicU64::new(0));
+        if let Some(ssrc) = cfg.rogue_video_ssrc {
+            registry = registry.with(
+                Slot::from(rogue_ssrc::SLOT),
+                RogueSsrcTap::new(ssrc, Arc::clone(&rogue_sent)),
+            );
+        }
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
@@ -361,6 +452,10 @@ impl TestPeer {
             state,
             gathered,
             remote: Mutex::new(Vec::new()),
+            rogue_sent,
+            video_in: Mutex::new(Vec::new()),
+            audio_seen: Mutex::new(CounterSet::default()),
+            pli_on_loss: cfg.pli_on_loss,
             tasks: Mutex::new(Vec::new()),
         });
 
@@ -381,7 +476,8 @@ impl TestPeer {
         let peer_id: u16 = rand::random();
         let stream_id = format!("{}-{peer_id:04x}", cfg.name);
         let mut outputs = Vec::new();
-        let mut used_ssrcs = Vec::new();
+        // The rogue SSRC must stay undeclared: no track of ours may use it.
+        let mut used_ssrcs: Vec<u32> = cfg.rogue_video_ssrc.into_iter().collect();
         let wanted = [
             (cfg.audio, Kind::Audio, "audio"),
             (cfg.video, Kind::Video, "video"),
@@ -392,26 +488,45 @@ impl TestPeer {
             .enumerate()
             .filter(|(_, (enabled, _, _))| *enabled)
         {
-            let ssrc = loop {
+            let mut fresh_ssrc = || loop {
                 let ssrc: u32 = rand::random();
                 if ssrc != 0 && !used_ssrcs.contains(&ssrc) {
+                    used_ssrcs.push(ssrc);
                     break ssrc;
                 }
             };
-            used_ssrcs.push(ssrc);
+            // With simulcast, the camera is one track with an encoding (rid, SSRC) per layer.
+            let layers: Vec<(SimulcastLayer, u32)> = if label == "video" && cfg.simulcast {
+                SIMULCAST_LAYERS
+                    .iter()
+                    .map(|l| (*l, fresh_ssrc()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let ssrc = layers.first().map_or_else(fresh_ssrc, |(_, s)| *s);
             let (rtc_kind, codec) = match kind {
                 Kind::Audio => (RtpCodecKind::Audio, opus()),
                 Kind::Video => (RtpCodecKind::Video, video_codec_params(cfg.video_codec)),
             };
             // Track ids must differ from the remote's: the driver looks RTCP up by track id,
             // receivers first (webrtc driver.rs, RTCMessage::RtcpPacket).
-            let track = MediaStreamTrack::new(
-                stream_id.clone(),
-                format!("{stream_id}-{label}"),
-                label.to_owned(),
-                rtc_kind,
-                vec![encoding(ssrc, codec.rtp_codec)],
-            );
+            let track = if layers.is_empty() {
+                MediaStreamTrack::new(
+                    stream_id.clone(),
+                    format!("{stream_id}-{label}"),
+                    label.to_owned(),
+                    rtc_kind,
+                    vec![encoding(ssrc, codec.rtp_codec)],
+                )
+            } else {
+                simulcast::camera_track(
+                    &stream_id,
+                    &format!("{stream_id}-{label}"),
+                    codec.rtp_codec,
+                    &layers,
+                )
+            };
             let track = Arc::new(TrackLocalStaticRTP::new(track));
             let sender = pc
                 .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
@@ -425,6 +540,25 @@ impl TestPeer {
                     .await?;
             }
             let tag = (u32::from(peer_id) << 16) | index as u32;
+            for (i, (layer, layer_ssrc)) in layers.iter().enumerate() {
+                // One output per layer, all on the same track and sender.
+                let layer_tag = tag | ((i as u32 + 1) << 8);
+                outputs.push(Arc::new(
+                    Output::new(
+                        kind,
+                        label,
+                        *layer_ssrc,
+                        layer_tag,
+                        Arc::clone(&track),
+                        Arc::clone(&sender),
+                        Arc::clone(&transceiver),
+                    )
+                    .with_layer(*layer),
+                ));
+            }
+            if !layers.is_empty() {
+                continue;
+            }
             outputs.push(Arc::new(Output::new(
                 kind,
                 label,
@@ -437,7 +571,14 @@ impl TestPeer {
         }
         let outputs: Arc<[Arc<Output>]> = outputs.into();
 
-        for out in outputs.iter() {
+        for (i, out) in outputs.iter().enumerate() {
+            // One feedback loop per track: simulcast layers share theirs.
+            if outputs[..i]
+                .iter()
+                .any(|o| Arc::ptr_eq(&o.track, &out.track))
+            {
+                continue;
+            }
             let task = tokio::spawn(media::feedback_loop(
                 Arc::clone(out),
                 Arc::clone(&outputs),
@@ -612,6 +753,35 @@ impl TestPeer {
             video: self.shared.video.snapshot(self.shared.base),
             remote_tracks: lock(&self.shared.remote).len(),
             connection_state: *self.shared.state.borrow(),
+            rogue_packets_sent: self.shared.rogue_sent.load(Ordering::Relaxed),
+            received_video: {
+                let now = Instant::now();
+                // Packets that waited too long are given up on now, not at the next arrival.
+                lock(&self.shared.video_in)
+                    .iter_mut()
+                    .map(|d| {
+                        d.on_tick(now);
+                        d.snapshot(now)
+                    })
+                    .collect()
+            },
+            simulcast_layers: self
+                .outputs
+                .iter()
+                .filter_map(|o| {
+                    let layer = o.layer?;
+                    let c = &o.counters;
+                    Some(LayerStats {
+                        rid: layer.rid.to_owned(),
+                        ssrc: o.ssrc,
+                        packets_sent: c.packets.load(Ordering::Relaxed),
+                        bytes_sent: c.bytes.load(Ordering::Relaxed),
+                        frames_sent: c.frames.load(Ordering::Relaxed),
+                        keyframes_sent: c.keyframes.load(Ordering::Relaxed),
+                        keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -647,6 +817,55 @@ impl TestPeer {
         Ok(targets.len())
     }
 
+    /// How many of the remote's audio packets numbered `counters` arrived intact, each counted
+    /// once (retransmitted or duplicated copies aside). The remote numbers its audio packets
+    /// from 0 as it sends them, so with its `audio.packets_sent` read at two moments,
+    /// `audio_received_between(then..now) / (now - then)` is the exact delivery ratio of the
+    /// audio sent in between, whatever was still in flight when counted.
+    pub fn audio_received_between(&self, counters: Range<u64>) -> u64 {
+        lock(&self.shared.audio_seen).count(counters)
+    }
+
+    /// Sends an RTCP PLI for the received video stream `media_ssrc` (e.g. one simulcast layer
+    /// of [`PeerStats::received_video`]) and returns whether a remote track carries it.
+    ///
+    /// # Errors
+    ///
+    /// The peer connection is gone.
+    pub async fn send_pli_for(&self, media_ssrc: u32) -> anyhow::Result<bool> {
+        let track = {
+            let decoders = lock(&self.shared.video_in);
+            let known = decoders.iter().any(|d| d.ssrc() == media_ssrc);
+            drop(decoders);
+            let remote = lock(&self.shared.remote);
+            let by_first_ssrc = remote
+                .iter()
+                .find(|r| r.kind == Kind::Video && r.ssrc == media_ssrc);
+            // A simulcast track carries several SSRCs; any video track reaches the sender.
+            by_first_ssrc
+                .or_else(|| {
+                    remote
+                        .iter()
+                        .find(|r| r.kind == Kind::Video)
+                        .filter(|_| known)
+                })
+                .map(|r| Arc::clone(&r.track))
+        };
+        let Some(track) = track else {
+            return Ok(false);
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        track
+            .write_rtcp(vec![Box::new(pli)])
+            .await
+            .map_err(|e| anyhow!("{}: sending PLI: {e}", self.cfg.name))?;
+        self.shared.video.plis_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
     /// Stops media, closes the peer connection and ends every task. Idempotent.
     pub async fn close(&self) {
         self.stop_media().await;
@@ -672,15 +891,32 @@ impl TestPeer {
         if chosen == self.cfg.video_codec {
             return Ok(());
         }
+        let mut replaced: Vec<&Arc<TrackLocalStaticRTP>> = Vec::new();
         for out in self.outputs.iter().filter(|o| o.kind == Kind::Video) {
+            // Simulcast layers share one track: replace it once, with every layer.
+            if replaced.iter().any(|t| Arc::ptr_eq(t, &out.track)) {
+                continue;
+            }
+            replaced.push(&out.track);
             let current = out.track.track().await;
-            let replacement = MediaStreamTrack::new(
-                current.stream_id().clone(),
-                current.track_id().clone(),
-                current.label().clone(),
-                current.kind(),
-                vec![encoding(out.ssrc, video_codec_params(chosen).rtp_codec)],
-            );
+            let codec = video_codec_params(chosen).rtp_codec;
+            let layers: Vec<(SimulcastLayer, u32)> = self
+                .outputs
+                .iter()
+                .filter(|o| Arc::ptr_eq(&o.track, &out.track))
+                .filter_map(|o| o.layer.map(|l| (l, o.ssrc)))
+                .collect();
+            let replacement = if layers.is_empty() {
+                MediaStreamTrack::new(
+                    current.stream_id().clone(),
+                    current.track_id().clone(),
+                    current.label().clone(),
+                    current.kind(),
+                    vec![encoding(out.ssrc, codec)],
+                )
+            } else {
+                simulcast::camera_track(current.stream_id(), current.track_id(), codec, &layers)
+            };
             out.sender
                 .replace_track(Arc::new(TrackLocalStaticRTP::new(replacement)))
                 .await?;
@@ -720,6 +956,21 @@ impl TestPeer {
                 );
             }
             out.set_negotiated(negotiated);
+            if let Some(layer) = out.layer {
+                // A layer is told apart by its rid header extension (and mid), not by SSRC.
+                let extensions: Vec<(String, u16)> = params
+                    .rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .map(|e| (e.uri.clone(), e.id))
+                    .collect();
+                let mid = out.transceiver.mid().await?;
+                out.set_header_extensions(simulcast::header_extensions(
+                    &extensions,
+                    mid.as_deref(),
+                    layer.rid,
+                ));
+            }
         }
         Ok(())
     }

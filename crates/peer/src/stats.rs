@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+pub use crate::decoder::ReceivedVideo;
 pub use webrtc::peer_connection::RTCPeerConnectionState;
 
 /// A snapshot of one peer's counters.
@@ -17,6 +18,45 @@ pub struct PeerStats {
     pub remote_tracks: usize,
     /// The peer connection's state at the time of the snapshot.
     pub connection_state: RTCPeerConnectionState,
+    /// Copies of video packets sent on the undeclared
+    /// [`PeerConfig::rogue_video_ssrc`](crate::PeerConfig::rogue_video_ssrc) (0 when off).
+    pub rogue_packets_sent: u64,
+    /// Every video stream (SSRC) received so far, as a decoder sees it: frames decoded and
+    /// lost, freezes, the last keyframe's resolution, the bitrate over the last second.
+    /// Through the SFU there is one per video m-line; peer to peer, one per simulcast layer.
+    pub received_video: Vec<ReceivedVideo>,
+    /// What each simulcast layer sent ([`PeerConfig::simulcast`](crate::PeerConfig::simulcast);
+    /// empty without it), lowest layer first.
+    pub simulcast_layers: Vec<LayerStats>,
+}
+
+impl PeerStats {
+    /// The received video stream with the highest bitrate over the last second (ties: the
+    /// most packets): the camera, in a call through the SFU.
+    pub fn main_video(&self) -> Option<&ReceivedVideo> {
+        self.received_video
+            .iter()
+            .max_by_key(|v| (v.bitrate_bps, v.packets))
+    }
+}
+
+/// What one simulcast layer of a [`TestPeer`](crate::TestPeer) sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// The layer's rid.
+    pub rid: String,
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// RTP packets handed to the library.
+    pub packets_sent: u64,
+    /// Their payload bytes.
+    pub bytes_sent: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Keyframes sent (the first, periodic ones, and requested ones).
+    pub keyframes_sent: u64,
+    /// Keyframe requests (PLI/FIR) that named this layer's SSRC.
+    pub keyframe_requests: u64,
 }
 
 /// Counters for one media kind.
@@ -210,9 +250,54 @@ impl KindCounters {
     }
 }
 
+/// The set of packet counters (from the payload [`Block`](crate::payload::Block)) received on
+/// one stream, as a growable bitset: exact delivery ratios over any range of what was sent.
+#[derive(Default)]
+pub(crate) struct CounterSet {
+    bits: Vec<u64>,
+}
+
+impl CounterSet {
+    /// Counters beyond this are not recorded (about 23 hours of 50 packets a second).
+    const MAX: u64 = 1 << 22;
+
+    pub(crate) fn insert(&mut self, counter: u64) {
+        if counter >= Self::MAX {
+            return;
+        }
+        let (word, bit) = ((counter / 64) as usize, counter % 64);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1 << bit;
+    }
+
+    /// How many counters in `range` were inserted.
+    pub(crate) fn count(&self, range: std::ops::Range<u64>) -> u64 {
+        range
+            .filter(|c| {
+                self.bits
+                    .get((c / 64) as usize)
+                    .is_some_and(|w| w & (1 << (c % 64)) != 0)
+            })
+            .count() as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_set_counts_each_once() {
+        let mut s = CounterSet::default();
+        for c in [0, 1, 1, 63, 64, 200, CounterSet::MAX] {
+            s.insert(c);
+        }
+        assert_eq!(s.count(0..300), 5);
+        assert_eq!(s.count(1..64), 2);
+        assert_eq!(s.count(300..400), 0);
+    }
 
     #[test]
     fn buckets_are_contiguous_and_tight() {

@@ -14,7 +14,7 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut client = CallServiceClient::connect("http://127.0.0.1:50051").await?;
-//! let call = client.create_call(CreateCallRequest {}).await?.into_inner();
+//! let call = client.create_call(CreateCallRequest::default()).await?.into_inner();
 //! println!("call {}", call.call_id);
 //! # Ok(())
 //! # }
@@ -63,6 +63,11 @@ mod tests {
             [
                 "CreateCall",
                 "Join",
+                "Answer",
+                "Decline",
+                "SetCamera",
+                "RequestCamera",
+                "RestartIce",
                 "AddIceCandidate",
                 "Leave",
                 "EndCall",
@@ -71,8 +76,11 @@ mod tests {
                 "WatchEvents"
             ]
         );
-        let watch = &service.method[7];
-        assert!(watch.server_streaming() && !watch.client_streaming());
+        for method in &service.method {
+            let streaming = method.name() == "WatchEvents";
+            assert_eq!(method.server_streaming(), streaming, "{}", method.name());
+            assert!(!method.client_streaming(), "{}", method.name());
+        }
     }
 
     #[test]

@@ -95,6 +95,11 @@ impl DropCounters {
         self.0[reason.as_index()] += 1;
     }
 
+    /// Adds `n` drops.
+    pub fn add_n(&mut self, reason: DropReason, n: u64) {
+        self.0[reason.as_index()] += n;
+    }
+
     /// Drops for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         self.0[reason.as_index()]
@@ -223,10 +228,20 @@ pub struct CallStats {
     pub connected_for: Option<Duration>,
     /// The call's video codec, once the first participant fixed it.
     pub video_codec: Option<crate::VideoCodec>,
-    /// The customer's camera lens while it is on.
+    /// Whether the customer's camera is on (granted) now.
+    pub customer_camera_on: bool,
+    /// The customer's camera lens while it is on, once one was chosen.
     pub customer_camera: Option<policy::Lens>,
-    /// The merchant's camera lens while it is on.
+    /// Whether the merchant's camera is on now (on at join, any lens, until it picks one).
+    pub merchant_camera_on: bool,
+    /// The merchant's camera lens, once one was chosen.
     pub merchant_camera: Option<policy::Lens>,
+    /// Who started the call.
+    pub initiator: Role,
+    /// The profile it runs under.
+    pub profile: String,
+    /// Time from creation to the answer, once answered.
+    pub answer_latency: Option<Duration>,
     /// Its participants (present and past).
     pub participants: Vec<ParticipantStats>,
 }

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::Stream;
-use sfu::{CallId, CallOptions, Event, JoinRequest, SfuHandle};
+use sfu::{CallId, Event, JoinRequest, SfuHandle};
 use shopcall_proto::v1 as pb;
 use shopcall_proto::v1::call_service_server::CallService;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::convert::policy as policy_convert;
 use super::status::ApiError;
-use crate::metrics::{Metrics, Subscriber};
+use crate::metrics::{Metrics, PolicyOperation, Subscriber};
 use crate::shutdown::ServingState;
 
 /// The `CallService` implementation.
@@ -45,6 +46,18 @@ impl CallApi {
         }
         Ok(())
     }
+
+    /// Counts a refusal by the call policy (or by the eligibility rules) for `operation`,
+    /// and hands the error on.
+    fn count_refusal(&self, operation: PolicyOperation, err: sfu::Error) -> ApiError {
+        if matches!(
+            err,
+            sfu::Error::PolicyRefused(_) | sfu::Error::NotEligible(_)
+        ) {
+            self.metrics.count_policy_refusal(operation, 1);
+        }
+        err.into()
+    }
 }
 
 /// The WatchEvents response stream.
@@ -54,17 +67,20 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse,
 impl CallService for CallApi {
     async fn create_call(
         &self,
-        _request: Request<pb::CreateCallRequest>,
+        request: Request<pb::CreateCallRequest>,
     ) -> Result<Response<pb::CreateCallResponse>, Status> {
         self.check_serving()?;
+        let options = policy_convert::call_options(request.into_inner()).map_err(ApiError::from)?;
         let call = self
             .handle
-            .create_call(CallOptions::default())
+            .create_call(options)
             .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::CreateCallResponse {
-            call_id: call.id.to_string(),
-        }))
+            .map_err(|e| self.count_refusal(PolicyOperation::CreateCall, e))?;
+        if let sfu::policy::Eligibility::AudioOnly { reason } = call.eligibility {
+            tracing::debug!(call = %call.id, %reason, "call is audio-only");
+            self.metrics.count_audio_only_call();
+        }
+        Ok(Response::new(policy_convert::created_call(&call)))
     }
 
     async fn join(
@@ -75,17 +91,111 @@ impl CallService for CallApi {
         let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
         let role = convert::role_from_proto(req.role).map_err(ApiError::from)?;
         convert::required("sdp_offer", &req.sdp_offer).map_err(ApiError::from)?;
+        let tracks = policy_convert::declared_tracks(req.tracks).map_err(ApiError::from)?;
         // While draining, the SFU itself decides: participants of existing calls may still
         // join until the calls end.
         let answer = self
             .handle
-            .join(call, JoinRequest::new(role, req.sdp_offer))
+            .join(
+                call,
+                JoinRequest {
+                    role,
+                    offer_sdp: req.sdp_offer,
+                    tracks,
+                },
+            )
             .await
             .map_err(ApiError::from)?;
+        let refused = answer.tracks.iter().filter(|t| !t.is_accepted()).count();
+        if refused > 0 {
+            self.metrics
+                .count_policy_refusal(PolicyOperation::JoinTrack, refused as u64);
+        }
         Ok(Response::new(pb::JoinResponse {
             participant_id: answer.participant.to_string(),
             sdp_answer: answer.answer_sdp,
+            tracks: answer
+                .tracks
+                .iter()
+                .map(policy_convert::track_verdict)
+                .collect(),
+            constraints: Some(policy_convert::client_constraints(&answer.constraints)),
         }))
+    }
+
+    async fn answer(
+        &self,
+        request: Request<pb::AnswerRequest>,
+    ) -> Result<Response<pb::AnswerResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let role = convert::role_from_proto(req.role).map_err(ApiError::from)?;
+        self.handle
+            .answer(call, role)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::AnswerResponse {}))
+    }
+
+    async fn decline(
+        &self,
+        request: Request<pb::DeclineRequest>,
+    ) -> Result<Response<pb::DeclineResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let role = convert::role_from_proto(req.role).map_err(ApiError::from)?;
+        self.handle
+            .decline(call, role)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::DeclineResponse {}))
+    }
+
+    async fn set_camera(
+        &self,
+        request: Request<pb::SetCameraRequest>,
+    ) -> Result<Response<pb::SetCameraResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let actor = convert::role_field("actor", req.actor).map_err(ApiError::from)?;
+        let target = convert::role_field("target", req.target).map_err(ApiError::from)?;
+        let lens = convert::camera_lens(req.on, req.lens).map_err(ApiError::from)?;
+        self.handle
+            .set_camera(call, actor, target, lens)
+            .await
+            .map_err(|e| self.count_refusal(PolicyOperation::SetCamera, e))?;
+        Ok(Response::new(pb::SetCameraResponse {}))
+    }
+
+    async fn request_camera(
+        &self,
+        request: Request<pb::RequestCameraRequest>,
+    ) -> Result<Response<pb::RequestCameraResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let actor = convert::role_field("actor", req.actor).map_err(ApiError::from)?;
+        let target = convert::role_field("target", req.target).map_err(ApiError::from)?;
+        self.handle
+            .request_camera(call, actor, target)
+            .await
+            .map_err(|e| self.count_refusal(PolicyOperation::RequestCamera, e))?;
+        Ok(Response::new(pb::RequestCameraResponse {}))
+    }
+
+    async fn restart_ice(
+        &self,
+        request: Request<pb::RestartIceRequest>,
+    ) -> Result<Response<pb::RestartIceResponse>, Status> {
+        let req = request.into_inner();
+        let participant = convert::participant_id("participant_id", &req.participant_id)
+            .map_err(ApiError::from)?;
+        convert::required("sdp_offer", &req.sdp_offer).map_err(ApiError::from)?;
+        let sdp_answer = self
+            .handle
+            .restart_ice(participant, req.sdp_offer)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RestartIceResponse { sdp_answer }))
     }
 
     async fn add_ice_candidate(

@@ -7,13 +7,13 @@
 //!
 //! | error                                   | code                |
 //! |-----------------------------------------|---------------------|
-//! | bad request field (id, role, empty)     | INVALID_ARGUMENT    |
+//! | bad request field ([`RequestError`]: id, enum, empty, duplicate, out of range) | INVALID_ARGUMENT |
 //! | `InvalidOffer`, `InvalidCandidate`      | INVALID_ARGUMENT    |
 //! | `InvalidProfile`, `InvalidArgument`     | INVALID_ARGUMENT    |
 //! | `CallNotFound`, `ParticipantNotFound`   | NOT_FOUND           |
 //! | `CallFull`, `RoleTaken`, `CallEnded`    | FAILED_PRECONDITION |
-//! | `WrongState` (e.g. answering no ringing call) | FAILED_PRECONDITION |
-//! | `PolicyRefused`, `NotEligible`          | PERMISSION_DENIED   |
+//! | `WrongState` (answering a call that is not ringing, the initiator answering) | FAILED_PRECONDITION |
+//! | `PolicyRefused` (the policy's reason), `NotEligible` (the eligibility reason) | PERMISSION_DENIED |
 //! | `AtCapacity`                            | RESOURCE_EXHAUSTED  |
 //! | `ShuttingDown`, `Stopped`               | UNAVAILABLE         |
 //! | `Internal` (a bug)                      | INTERNAL            |
@@ -77,7 +77,7 @@ impl From<ApiError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sfu::policy::{Ineligible, ProfileError, Reason};
+    use sfu::policy::{Ineligible, ProfileError, ProfileProblem, Reason};
     use sfu::{CallId, LifecycleError, MediaKind, OfferError, ParticipantId, Role};
 
     fn status(err: impl Into<ApiError>) -> Status {
@@ -175,6 +175,42 @@ mod tests {
                 Code::PermissionDenied,
                 "not eligible for a video call: merchant has not opted in",
             ),
+            (
+                sfu::Error::NotEligible(Ineligible::RatingBelow {
+                    rating: 4.1,
+                    min: 4.5,
+                }),
+                Code::PermissionDenied,
+                "rating 4.1 below 4.5",
+            ),
+            (
+                sfu::Error::PolicyRefused(Reason::CameraNotAllowed {
+                    role: Role::Customer,
+                }),
+                Code::PermissionDenied,
+                "the call's profile allows no camera for the customer",
+            ),
+            (
+                sfu::Error::InvalidProfile(ProfileError::Invalid {
+                    profile: "rear-camera-off".into(),
+                    per_call_override: true,
+                    problem: ProfileProblem::CustomerCameraOnAtJoin,
+                }),
+                Code::InvalidArgument,
+                "profile \"rear-camera-off\" with the call's overrides: customer.camera_at_join \
+                 is on",
+            ),
+            (
+                sfu::Error::WrongState {
+                    call,
+                    error: LifecycleError::NotCallee {
+                        by: Role::Merchant,
+                        callee: Role::Customer,
+                    },
+                },
+                Code::FailedPrecondition,
+                "only the callee (customer) can answer or decline",
+            ),
             (sfu::Error::ShuttingDown, Code::Unavailable, "shutting down"),
             (sfu::Error::Stopped, Code::Unavailable, "stopped"),
             (
@@ -200,22 +236,65 @@ mod tests {
 
     #[test]
     fn request_errors_are_invalid_argument_naming_the_field() {
-        let s = status(RequestError::Missing { field: "call_id" });
-        assert_eq!(s.code(), Code::InvalidArgument);
-        assert_eq!(s.message(), "call_id is required");
-
         let source = "nope".parse::<CallId>().unwrap_err();
-        let s = status(RequestError::InvalidId {
-            field: "call_id",
-            source,
-        });
-        assert_eq!(s.code(), Code::InvalidArgument);
-        assert!(s.message().starts_with("call_id: invalid call id"));
-
-        let s = status(RequestError::InvalidRole {
-            got: "ROLE_UNSPECIFIED".into(),
-        });
-        assert_eq!(s.code(), Code::InvalidArgument);
-        assert!(s.message().contains("ROLE_UNSPECIFIED"));
+        let cases: Vec<(RequestError, &str)> = vec![
+            (
+                RequestError::Missing { field: "call_id" },
+                "call_id is required",
+            ),
+            (
+                RequestError::InvalidId {
+                    field: "call_id",
+                    source,
+                },
+                "call_id: invalid call id",
+            ),
+            (
+                RequestError::InvalidEnum {
+                    field: "role".into(),
+                    expected: "ROLE_MERCHANT or ROLE_CUSTOMER",
+                    got: "ROLE_UNSPECIFIED".into(),
+                },
+                "role must be ROLE_MERCHANT or ROLE_CUSTOMER, got ROLE_UNSPECIFIED",
+            ),
+            (
+                RequestError::MissingWhen {
+                    field: "lens",
+                    when: "on is true",
+                },
+                "lens is required when on is true",
+            ),
+            (
+                RequestError::Duplicate {
+                    field: "tracks".into(),
+                    item: "mid \"1\"".into(),
+                },
+                "tracks lists mid \"1\" twice",
+            ),
+            (
+                RequestError::DurationOutOfRange {
+                    field: "limits.ring_timeout",
+                    got: "-1s 0ns".into(),
+                },
+                "limits.ring_timeout must be more than 0 s and at most 86400 s, got -1s 0ns",
+            ),
+            (
+                RequestError::TooLong {
+                    field: "merchant_ref",
+                    max: 256,
+                },
+                "merchant_ref is longer than 256 bytes",
+            ),
+        ];
+        for (err, want) in cases {
+            let debug = format!("{err:?}");
+            let s = status(err);
+            assert_eq!(s.code(), Code::InvalidArgument, "{debug}");
+            assert!(
+                s.message().starts_with(want),
+                "{debug}: message {:?} lacks {want:?}",
+                s.message()
+            );
+        }
     }
 }

@@ -227,19 +227,24 @@ impl Lifecycle {
     /// When a limit would end the call, and why, given the last media activity.
     pub fn deadline(&self, last_media: Option<Instant>) -> Option<(Instant, EndReason)> {
         match self.state {
-            CallState::Ringing => Some((
-                self.created_at + self.limits.ring_timeout,
-                EndReason::Missed,
-            )),
+            // A limit too large to add to an instant never fires: `None` for it.
+            CallState::Ringing => self
+                .created_at
+                .checked_add(self.limits.ring_timeout)
+                .map(|t| (t, EndReason::Missed)),
             CallState::Answered | CallState::Connected => {
                 let answered = self.answered_at.unwrap_or(self.created_at);
-                let max = (answered + self.limits.max_duration, EndReason::MaxDuration);
+                let max = answered
+                    .checked_add(self.limits.max_duration)
+                    .map(|t| (t, EndReason::MaxDuration));
                 let active_since = last_media.map_or(answered, |t| t.max(answered));
-                let idle = (
-                    active_since + self.limits.inactivity_timeout,
-                    EndReason::Inactivity,
-                );
-                Some(if idle.0 < max.0 { idle } else { max })
+                let idle = active_since
+                    .checked_add(self.limits.inactivity_timeout)
+                    .map(|t| (t, EndReason::Inactivity));
+                match (idle, max) {
+                    (Some(i), Some(m)) => Some(if i.0 < m.0 { i } else { m }),
+                    (i, m) => i.or(m),
+                }
             }
             CallState::Ended(_) => None,
         }
@@ -303,6 +308,20 @@ mod tests {
         assert!(d.decline(Role::Merchant, t0).is_err());
         assert_eq!(d.deadline(None), None);
         assert_eq!(d.ring_duration(t0 + Duration::from_secs(9)), Duration::ZERO);
+    }
+
+    #[test]
+    fn enormous_limits_never_fire_and_never_panic() {
+        let t0 = Instant::now();
+        let huge = CallLimits {
+            ring_timeout: Duration::MAX,
+            max_duration: Duration::MAX,
+            inactivity_timeout: Duration::MAX,
+        };
+        let mut l = Lifecycle::new(Role::Merchant, huge, t0);
+        assert_eq!(l.deadline(None), None);
+        l.answer(Role::Customer, t0).unwrap();
+        assert_eq!(l.deadline(Some(t0)), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::Engine;
 use crate::bwe::{Allocation, LayerInfo};
 use crate::event::{ConnectionState, Event, PauseReason};
 use crate::ids::ParticipantId;
+use crate::stats::DropReason;
 
 /// At most one REMB per publisher per this.
 const REMB_INTERVAL: Duration = Duration::from_secs(1);
@@ -30,6 +31,11 @@ impl Engine {
             }
             p.audio_rate.sample(p.sent.audio.bytes, now);
             self.metrics.retransmissions_refused += p.transport.take_nacks_refused();
+            let unrouted = p.transport.take_unrouted_rtp();
+            p.dropped.add_n(DropReason::UnknownSsrc, unrouted);
+            self.metrics
+                .dropped
+                .add_n(DropReason::UnknownSsrc, unrouted);
         }
 
         let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();

@@ -503,8 +503,13 @@ impl Engine {
             age: now.saturating_duration_since(c.lifecycle.created_at()),
             connected_for: c.was_connected.then(|| c.connected_duration(now)),
             video_codec: c.video_codec.as_ref().map(|v| v.codec),
+            customer_camera_on: c.grants.camera_on(Role::Customer),
             customer_camera: c.grants.lens(Role::Customer),
+            merchant_camera_on: c.grants.camera_on(Role::Merchant),
             merchant_camera: c.grants.lens(Role::Merchant),
+            initiator: c.lifecycle.initiator(),
+            profile: c.profile_name.clone(),
+            answer_latency: c.lifecycle.answer_latency(),
             participants: Vec::new(),
         };
         for id in members {

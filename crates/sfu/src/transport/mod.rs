@@ -166,6 +166,11 @@ pub(crate) struct Transport {
     wire: Arc<Mutex<WireState>>,
     /// Retransmissions the participant asked for beyond its budget (see [`WireTap`]).
     nacks_refused: Arc<AtomicU64>,
+    /// RTP that got through SRTP, and how much of it reached the engine (or was already
+    /// counted as not reaching it): the stack drops RTP on SSRCs it cannot route without a
+    /// word, and the difference is how the engine counts them.
+    rtp_decrypted: Arc<AtomicU64>,
+    rtp_surfaced: u64,
     legs: Vec<SendLeg>,
     mline_kinds: Vec<(String, MediaKind, u8)>,
     pending: VecDeque<Inbound>,
@@ -187,6 +192,7 @@ impl Transport {
         let (mut media, audio_codec, video_codec) = media_engine(summary)?;
         let delivered = Arc::new(AtomicU64::new(0));
         let nacks_refused = Arc::new(AtomicU64::new(0));
+        let rtp_decrypted = Arc::new(AtomicU64::new(0));
         let wire = Arc::new(Mutex::new(WireState::new(DownlinkEstimator::new(
             settings.estimator,
         ))));
@@ -196,7 +202,12 @@ impl Transport {
             // and the sender reports as they leave.
             .with(
                 Slot::from(1_500),
-                WireTap::new(delivered.clone(), wire.clone(), nacks_refused.clone()),
+                WireTap::new(
+                    delivered.clone(),
+                    wire.clone(),
+                    nacks_refused.clone(),
+                    rtp_decrypted.clone(),
+                ),
             );
         // NACK both ways, bounded: the retransmission buffer holds the last 128 packets of
         // each stream we send (about 0.8 s of 1.5 Mbit/s video; enough for a 300 ms RTT),
@@ -395,6 +406,8 @@ impl Transport {
                 delivered,
                 wire,
                 nacks_refused,
+                rtp_decrypted,
+                rtp_surfaced: 0,
                 legs,
                 mline_kinds,
                 pending: VecDeque::new(),
@@ -499,6 +512,15 @@ impl Transport {
         }
     }
 
+    /// RTP packets the stack decrypted but dropped (an SSRC it could not route: undeclared,
+    /// or on a refused m-line) since the last call.
+    pub(crate) fn take_unrouted_rtp(&mut self) -> u64 {
+        let decrypted = self.rtp_decrypted.load(Ordering::Relaxed);
+        let unrouted = decrypted.saturating_sub(self.rtp_surfaced);
+        self.rtp_surfaced = decrypted;
+        unrouted
+    }
+
     /// Retransmissions refused over budget since the last call.
     pub(crate) fn take_nacks_refused(&self) -> u64 {
         self.nacks_refused.swap(0, Ordering::Relaxed)
@@ -561,7 +583,10 @@ impl Transport {
         loop {
             let TaggedRTCMessage { message, .. } = self.pc.poll_read()?;
             match message {
-                RTCMessage::RtpPacket(_, packet) => return Some(Inbound::Rtp(packet)),
+                RTCMessage::RtpPacket(_, packet) => {
+                    self.rtp_surfaced += 1;
+                    return Some(Inbound::Rtp(packet));
+                }
                 RTCMessage::RtcpPacket(_, packets) => {
                     for p in &packets {
                         let any = p.as_any();

@@ -123,6 +123,8 @@ pub(crate) struct WireTap {
     sent_last_window: u64,
     /// NACKed packets refused over budget, for the engine's counters.
     pub(crate) nacks_refused: Arc<AtomicU64>,
+    /// RTP packets that got through SRTP (the engine compares with what reached it).
+    pub(crate) rtp_decrypted: Arc<AtomicU64>,
 }
 
 impl WireTap {
@@ -130,6 +132,7 @@ impl WireTap {
         delivered: Arc<AtomicU64>,
         state: Arc<Mutex<WireState>>,
         nacks_refused: Arc<AtomicU64>,
+        rtp_decrypted: Arc<AtomicU64>,
     ) -> Self {
         WireTap {
             read_queue: VecDeque::new(),
@@ -139,6 +142,7 @@ impl WireTap {
             nack_window: None,
             sent_last_window: 0,
             nacks_refused,
+            rtp_decrypted,
         }
     }
 
@@ -182,6 +186,9 @@ impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
+        if matches!(msg.message.packet, Packet::Rtp(_)) {
+            self.rtp_decrypted.fetch_add(1, Ordering::Relaxed);
+        }
         if let Packet::Rtcp(packets) = &mut msg.message.packet
             && packets
                 .iter()

@@ -6,18 +6,23 @@
 //! this daemon does not know yet maps to the proto's UNSPECIFIED (and an unknown event is
 //! skipped), and the tests below check that every value known today maps to a real one.
 //!
-//! Not on the wire yet (the call-policy API adds them): the call's profile, initiator and
-//! external references, camera state and events (`CameraChanged`, `CameraRequested`),
-//! `CallAnswered`, video freezes, and the record's per-direction quality.
+//! `policy.rs` holds the call-policy half: profiles and overrides, sources, constraints,
+//! track verdicts, eligibility.
+
+pub mod policy;
 
 use std::time::{Duration, SystemTime};
 
+use sfu::policy::Lens;
 use sfu::{
-    CallId, CallRecord, CallState, CallStats, ConnectionState, Counter, DropCounters, DropReason,
-    EndReason, Event, KindCounters, LeaveReason, LinkQuality, ParseIdError, ParticipantId,
-    ParticipantStats, Role, VideoCodec,
+    CallId, CallLimitsOverride, CallRecord, CallState, CallStats, ConnectionState, Counter,
+    DirectionQuality, DropCounters, DropReason, EndReason, Event, KindCounters, LeaveReason,
+    LinkQuality, ParseIdError, ParticipantId, ParticipantStats, Role, VideoCodec,
 };
 use shopcall_proto::v1 as pb;
+
+/// The longest time limit a request may set (a day; a service call is minutes long).
+pub const MAX_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A request field that cannot be used. Always the caller's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,11 +41,48 @@ pub enum RequestError {
         /// What is wrong with it.
         source: ParseIdError,
     },
-    /// The role is unset or not a known value.
-    #[error("role must be ROLE_MERCHANT or ROLE_CUSTOMER, got {got}")]
-    InvalidRole {
+    /// An enum field is UNSPECIFIED where a value is required, or holds a value this daemon
+    /// does not know.
+    #[error("{field} must be {expected}, got {got}")]
+    InvalidEnum {
+        /// The field (a path such as `profile_override.customer.camera_at_join`).
+        field: String,
+        /// The values it may take.
+        expected: &'static str,
         /// What was sent, by name when it is a known value.
         got: String,
+    },
+    /// A field is required because of another field's value.
+    #[error("{field} is required when {when}")]
+    MissingWhen {
+        /// The field.
+        field: &'static str,
+        /// The condition, naming the other field.
+        when: &'static str,
+    },
+    /// A list names the same item twice.
+    #[error("{field} lists {item} twice")]
+    Duplicate {
+        /// The list field.
+        field: String,
+        /// The repeated item.
+        item: String,
+    },
+    /// A duration is negative, zero, or longer than [`MAX_LIMIT`].
+    #[error("{field} must be more than 0 s and at most {} s, got {got}", MAX_LIMIT.as_secs())]
+    DurationOutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What was sent, as `<seconds>s <nanos>ns`.
+        got: String,
+    },
+    /// A text field is longer than allowed.
+    #[error("{field} is longer than {max} bytes")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
     },
 }
 
@@ -78,17 +120,120 @@ pub fn required<'a>(field: &'static str, text: &'a str) -> Result<&'a str, Reque
     Ok(text)
 }
 
-/// The role of a Join request.
-pub fn role_from_proto(value: i32) -> Result<Role, RequestError> {
+/// An enum value as sent: its name when known, else the number.
+pub(crate) fn enum_text(name: Option<&str>, value: i32) -> String {
+    name.map_or_else(|| format!("unknown value {value}"), str::to_owned)
+}
+
+/// A required role field (`role`, `actor`, `target`).
+pub fn role_field(field: &'static str, value: i32) -> Result<Role, RequestError> {
     match pb::Role::try_from(value) {
         Ok(pb::Role::Merchant) => Ok(Role::Merchant),
         Ok(pb::Role::Customer) => Ok(Role::Customer),
-        Ok(pb::Role::Unspecified) => Err(RequestError::InvalidRole {
-            got: "ROLE_UNSPECIFIED".to_owned(),
+        other => Err(RequestError::InvalidEnum {
+            field: field.to_owned(),
+            expected: "ROLE_MERCHANT or ROLE_CUSTOMER",
+            got: enum_text(other.ok().map(|r| r.as_str_name()), value),
         }),
-        Err(_) => Err(RequestError::InvalidRole {
-            got: format!("unknown value {value}"),
+    }
+}
+
+/// The role of a Join, Answer or Decline request.
+pub fn role_from_proto(value: i32) -> Result<Role, RequestError> {
+    role_field("role", value)
+}
+
+/// CreateCall's initiator: unset means the merchant (who sends the invitation card).
+pub fn initiator(value: i32) -> Result<Role, RequestError> {
+    if value == pb::Role::Unspecified as i32 {
+        return Ok(Role::Merchant);
+    }
+    role_field("initiator", value)
+}
+
+/// SetCamera's lens: required when turning the camera on, ignored when turning it off.
+pub fn camera_lens(on: bool, value: i32) -> Result<Option<Lens>, RequestError> {
+    if !on {
+        return Ok(None);
+    }
+    match pb::Lens::try_from(value) {
+        Ok(pb::Lens::Rear) => Ok(Some(Lens::Rear)),
+        Ok(pb::Lens::Front) => Ok(Some(Lens::Front)),
+        Ok(pb::Lens::Unspecified) => Err(RequestError::MissingWhen {
+            field: "lens",
+            when: "on is true",
         }),
+        Err(_) => Err(RequestError::InvalidEnum {
+            field: "lens".to_owned(),
+            expected: "LENS_REAR or LENS_FRONT",
+            got: enum_text(None, value),
+        }),
+    }
+}
+
+/// An optional external reference (empty means none), at most [`sfu::call::MAX_REF_LEN`].
+pub fn optional_ref(field: &'static str, text: String) -> Result<Option<String>, RequestError> {
+    if text.len() > sfu::call::MAX_REF_LEN {
+        return Err(RequestError::TooLong {
+            field,
+            max: sfu::call::MAX_REF_LEN,
+        });
+    }
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// An optional time limit: more than zero, at most [`MAX_LIMIT`].
+pub fn limit(
+    field: &'static str,
+    d: Option<prost_types::Duration>,
+) -> Result<Option<Duration>, RequestError> {
+    let Some(d) = d else {
+        return Ok(None);
+    };
+    let out_of_range = || RequestError::DurationOutOfRange {
+        field,
+        got: format!("{}s {}ns", d.seconds, d.nanos),
+    };
+    let secs = u64::try_from(d.seconds).map_err(|_| out_of_range())?;
+    let nanos = u32::try_from(d.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(out_of_range)?;
+    let value = Duration::new(secs, nanos);
+    if value.is_zero() || value > MAX_LIMIT {
+        return Err(out_of_range());
+    }
+    Ok(Some(value))
+}
+
+/// CreateCall's per-call limits.
+pub fn call_limits(limits: Option<pb::CallLimits>) -> Result<CallLimitsOverride, RequestError> {
+    let limits = limits.unwrap_or_default();
+    Ok(CallLimitsOverride {
+        ring_timeout: limit("limits.ring_timeout", limits.ring_timeout)?,
+        max_duration: limit("limits.max_duration", limits.max_duration)?,
+        inactivity_timeout: limit("limits.inactivity_timeout", limits.inactivity_timeout)?,
+    })
+}
+
+/// A lens on the wire.
+pub fn lens(lens: Lens) -> pb::Lens {
+    match lens {
+        Lens::Rear => pb::Lens::Rear,
+        Lens::Front => pb::Lens::Front,
+    }
+}
+
+/// A camera's state on the wire: on with its lens, or off.
+///
+/// `sfu::CallStats` reports the lens only when exactly one is granted, so a camera that is on
+/// at join with both lenses allowed (the merchant's, under the built-in profiles) reads as
+/// off here until the owner picks a lens with SetCamera. Reporting it exactly needs
+/// `CallStats` to carry `Grants::camera_on` per role.
+pub fn camera_state(on: bool, chosen: Option<Lens>) -> pb::CameraState {
+    pb::CameraState {
+        on,
+        lens: chosen.filter(|_| on).map_or(pb::Lens::Unspecified, lens) as i32,
     }
 }
 
@@ -196,6 +341,7 @@ pub fn drop_reason(reason: DropReason) -> pb::DropReason {
         DropReason::WaitingForKeyframe => pb::DropReason::WaitingForKeyframe,
         DropReason::LayerNotSelected => pb::DropReason::LayerNotSelected,
         DropReason::Stale => pb::DropReason::Stale,
+        DropReason::BandwidthPaused => pb::DropReason::BandwidthPaused,
         _ => pb::DropReason::Unspecified,
     }
 }
@@ -248,6 +394,8 @@ pub fn participant_stats(p: &ParticipantStats) -> pb::ParticipantStats {
         keyframe_requests_received: p.keyframe_requests_received,
         uplink: Some(link_quality(&p.uplink)),
         downlink: Some(link_quality(&p.downlink)),
+        video_freezes: p.video_freezes,
+        video_freeze_duration: Some(duration(p.video_freeze_duration)),
     }
 }
 
@@ -266,7 +414,29 @@ pub fn call(stats: &CallStats) -> pb::Call {
         video_codec: stats
             .video_codec
             .map_or(pb::VideoCodec::Unspecified, video_codec) as i32,
+        customer_camera: Some(camera_state(
+            stats.customer_camera_on,
+            stats.customer_camera,
+        )),
+        merchant_camera: Some(camera_state(
+            stats.merchant_camera_on,
+            stats.merchant_camera,
+        )),
         participants: stats.participants.iter().map(participant_stats).collect(),
+    }
+}
+
+/// One direction's quality on the wire.
+fn direction_quality(q: &DirectionQuality) -> pb::DirectionQuality {
+    pb::DirectionQuality {
+        packets: q.packets,
+        bytes: q.bytes,
+        loss: q.loss,
+        rtt: q.rtt.map(duration),
+        jitter: q.jitter.map(duration),
+        average_bitrate_bps: q.average_bitrate_bps,
+        freezes: q.freezes,
+        freeze_duration: Some(duration(q.freeze_duration)),
     }
 }
 
@@ -277,6 +447,17 @@ pub fn call_record(r: &CallRecord) -> pb::CallRecord {
         end_reason: end_reason(r.end_reason) as i32,
         duration: Some(duration(r.duration)),
         connected_duration: Some(duration(r.connected_duration)),
+        initiator: role(r.initiator) as i32,
+        profile: r.profile.clone(),
+        merchant_ref: r.merchant_ref.clone().unwrap_or_default(),
+        customer_ref: r.customer_ref.clone().unwrap_or_default(),
+        ring_duration: Some(duration(r.ring_duration)),
+        answer_latency: r.answer_latency.map(duration),
+        customer_camera_used: r.customer_camera_used,
+        customer_camera_duration: Some(duration(r.customer_camera_duration)),
+        merchant_camera_duration: Some(duration(r.merchant_camera_duration)),
+        to_customer: Some(direction_quality(&r.to_customer)),
+        to_merchant: Some(direction_quality(&r.to_merchant)),
         participants: r.participants.iter().map(participant_stats).collect(),
     }
 }
@@ -286,7 +467,23 @@ pub fn call_record(r: &CallRecord) -> pb::CallRecord {
 pub fn event(e: &Event, time: SystemTime) -> Option<pb::Event> {
     use pb::event::Kind;
     let kind = match e {
-        Event::CallCreated { .. } => Kind::CallCreated(pb::CallCreated {}),
+        Event::CallCreated { initiator, .. } => Kind::CallCreated(pb::CallCreated {
+            initiator: role(*initiator) as i32,
+        }),
+        Event::CallAnswered { answer_latency, .. } => Kind::CallAnswered(pb::CallAnswered {
+            answer_latency: Some(duration(*answer_latency)),
+        }),
+        Event::CameraChanged {
+            role: r, lens: l, ..
+        } => Kind::CameraChanged(pb::CameraChanged {
+            role: role(*r) as i32,
+            on: l.is_some(),
+            lens: l.map_or(pb::Lens::Unspecified, lens) as i32,
+        }),
+        Event::CameraRequested { by, target, .. } => Kind::CameraRequested(pb::CameraRequested {
+            by: role(*by) as i32,
+            target: role(*target) as i32,
+        }),
         Event::ParticipantJoined {
             participant,
             role: r,
@@ -474,8 +671,12 @@ mod tests {
                 jitter: None,
             },
             downlink: LinkQuality::default(),
-            video_freezes: 0,
-            video_freeze_duration: Duration::ZERO,
+            estimated_downlink_bps: None,
+            video_layer: None,
+            video_paused: false,
+            video_paused_duration: Duration::ZERO,
+            video_freezes: 2,
+            video_freeze_duration: Duration::from_millis(700),
             joined_for: Duration::from_secs(5),
             connected_for: Some(Duration::from_secs(4)),
         }
@@ -526,6 +727,160 @@ mod tests {
         assert_eq!(up.jitter, None);
         assert_eq!(p.downlink.unwrap().fraction_lost, None);
         assert_eq!(p.connected_duration.unwrap().seconds, 4);
+        assert_eq!(p.video_freezes, 2);
+        assert_eq!(p.video_freeze_duration.unwrap().nanos, 700_000_000);
+    }
+
+    #[test]
+    fn the_record_carries_what_merchant_scoring_needs() {
+        let call = CallId::from_raw(9);
+        let mut r = sample_record(call, EndReason::Requested);
+        r.merchant_ref = Some("shop-42".into());
+        r.initiator = Role::Customer;
+        r.customer_camera_used = true;
+        r.customer_camera_duration = Duration::from_millis(2500);
+        r.merchant_camera_duration = Duration::from_secs(8);
+        r.to_merchant = DirectionQuality {
+            packets: 10,
+            bytes: 12_000,
+            loss: 0.01,
+            rtt: Some(Duration::from_millis(30)),
+            jitter: None,
+            average_bitrate_bps: 96_000,
+            freezes: 1,
+            freeze_duration: Duration::from_millis(400),
+            ..Default::default()
+        };
+        let p = call_record(&r);
+        assert_eq!(p.call_id, "0000000000000009");
+        assert_eq!(p.initiator, pb::Role::Customer as i32);
+        assert_eq!(p.profile, "rear-camera-off");
+        assert_eq!(p.merchant_ref, "shop-42");
+        assert_eq!(p.customer_ref, "");
+        assert_eq!(p.ring_duration.unwrap().seconds, 1);
+        assert_eq!(p.answer_latency.unwrap().seconds, 1);
+        assert!(p.customer_camera_used);
+        assert_eq!(
+            p.customer_camera_duration.unwrap(),
+            duration(Duration::from_millis(2500))
+        );
+        assert_eq!(p.merchant_camera_duration.unwrap().seconds, 8);
+        let q = p.to_merchant.unwrap();
+        assert_eq!((q.packets, q.bytes, q.loss), (10, 12_000, 0.01));
+        assert_eq!(q.rtt.unwrap().nanos, 30_000_000);
+        assert_eq!(q.jitter, None);
+        assert_eq!((q.average_bitrate_bps, q.freezes), (96_000, 1));
+        assert_eq!(q.freeze_duration.unwrap().nanos, 400_000_000);
+        assert_eq!(p.to_customer.unwrap().packets, 0);
+
+        r.answer_latency = None;
+        assert_eq!(call_record(&r).answer_latency, None, "never answered");
+    }
+
+    #[test]
+    fn policy_events_convert() {
+        let call = CallId::from_raw(5);
+        let now = SystemTime::now();
+        let kind = |e: Event| event(&e, now).expect("a known event").kind.expect("a kind");
+        assert_eq!(
+            kind(Event::CallCreated {
+                call,
+                initiator: Role::Customer
+            }),
+            pb::event::Kind::CallCreated(pb::CallCreated {
+                initiator: pb::Role::Customer as i32
+            })
+        );
+        assert_eq!(
+            kind(Event::CallAnswered {
+                call,
+                answer_latency: Duration::from_millis(3200)
+            }),
+            pb::event::Kind::CallAnswered(pb::CallAnswered {
+                answer_latency: Some(duration(Duration::from_millis(3200)))
+            })
+        );
+        assert_eq!(
+            kind(Event::CameraChanged {
+                call,
+                role: Role::Customer,
+                lens: Some(Lens::Rear)
+            }),
+            pb::event::Kind::CameraChanged(pb::CameraChanged {
+                role: pb::Role::Customer as i32,
+                on: true,
+                lens: pb::Lens::Rear as i32
+            })
+        );
+        assert_eq!(
+            kind(Event::CameraChanged {
+                call,
+                role: Role::Merchant,
+                lens: None
+            }),
+            pb::event::Kind::CameraChanged(pb::CameraChanged {
+                role: pb::Role::Merchant as i32,
+                on: false,
+                lens: pb::Lens::Unspecified as i32
+            })
+        );
+        assert_eq!(
+            kind(Event::CameraRequested {
+                call,
+                by: Role::Merchant,
+                target: Role::Customer
+            }),
+            pb::event::Kind::CameraRequested(pb::CameraRequested {
+                by: pb::Role::Merchant as i32,
+                target: pb::Role::Customer as i32
+            })
+        );
+    }
+
+    #[test]
+    fn requests_roles_and_limits_are_checked() {
+        assert_eq!(initiator(0), Ok(Role::Merchant), "unset: the merchant");
+        assert_eq!(initiator(pb::Role::Customer as i32), Ok(Role::Customer));
+        assert_eq!(
+            role_field("actor", 0).unwrap_err().to_string(),
+            "actor must be ROLE_MERCHANT or ROLE_CUSTOMER, got ROLE_UNSPECIFIED"
+        );
+        assert_eq!(
+            limit("limits.ring_timeout", None),
+            Ok(None),
+            "unset keeps the configured value"
+        );
+        assert_eq!(
+            limit(
+                "limits.ring_timeout",
+                Some(prost_types::Duration {
+                    seconds: 86_400,
+                    nanos: 0
+                })
+            ),
+            Ok(Some(MAX_LIMIT))
+        );
+        assert!(
+            limit(
+                "limits.ring_timeout",
+                Some(prost_types::Duration {
+                    seconds: 86_400,
+                    nanos: 1
+                })
+            )
+            .is_err()
+        );
+        assert!(
+            limit(
+                "limits.ring_timeout",
+                Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 1_000_000_000
+                })
+            )
+            .is_err(),
+            "nanos beyond a second are malformed"
+        );
     }
 
     #[test]
@@ -555,11 +910,42 @@ mod tests {
             age: Duration::from_secs(2),
             connected_for: None,
             video_codec: Some(VideoCodec::Vp8),
+            customer_camera_on: false,
             customer_camera: None,
+            merchant_camera_on: true,
             merchant_camera: None,
+            initiator: Role::Merchant,
+            profile: "rear-camera-off".into(),
+            answer_latency: None,
             participants: vec![sample_participant()],
         };
         let c = call(&stats);
+        assert_eq!(
+            c.customer_camera,
+            Some(pb::CameraState {
+                on: false,
+                lens: pb::Lens::Unspecified as i32
+            })
+        );
+        // On at join with any lens: on, no lens chosen yet.
+        assert_eq!(
+            c.merchant_camera,
+            Some(pb::CameraState {
+                on: true,
+                lens: pb::Lens::Unspecified as i32
+            })
+        );
+        let c2 = call(&CallStats {
+            merchant_camera: Some(Lens::Front),
+            ..stats.clone()
+        });
+        assert_eq!(
+            c2.merchant_camera,
+            Some(pb::CameraState {
+                on: true,
+                lens: pb::Lens::Front as i32
+            })
+        );
         assert_eq!(c.state, pb::CallState::Ringing as i32);
         assert_eq!(c.end_reason, pb::EndReason::Unspecified as i32);
         assert_eq!(c.video_codec, pb::VideoCodec::Vp8 as i32);
