@@ -40,7 +40,11 @@ struct CallRequest {
 }
 
 fn check_profile(name: &str, p: &Profile) {
-    assert_eq!(p.validate(), Ok(()), "profile {name} in a built set is valid");
+    assert_eq!(
+        p.validate(),
+        Ok(()),
+        "profile {name} in a built set is valid"
+    );
     assert_eq!(
         p.without_video().validate(),
         Ok(()),
@@ -62,7 +66,12 @@ fn check_profile(name: &str, p: &Profile) {
         assert!(!grants.may_forward_source(Role::Customer, Source::CameraFront));
     }
     let t1 = t0 + Duration::from_secs(1);
-    let _ = grants.set_camera(Role::Customer, Role::Customer, CameraSetting::On(Lens::Rear), t1);
+    let _ = grants.set_camera(
+        Role::Customer,
+        Role::Customer,
+        CameraSetting::On(Lens::Rear),
+        t1,
+    );
     let _ = grants.set_camera(Role::Customer, Role::Customer, CameraSetting::Off, t1);
     assert!(!grants.may_forward(Role::Customer, MediaKind::Video));
     let _ = grants.camera_time(Role::Customer, t1);
@@ -97,7 +106,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!e.allows_video(), "a NaN threshold gave video: {rules:?}");
             }
             if standing.validate().is_err() {
-                assert!(!e.allows_video(), "a malformed standing gave video: {standing:?}");
+                assert!(
+                    !e.allows_video(),
+                    "a malformed standing gave video: {standing:?}"
+                );
             }
         }
     }
