@@ -30,6 +30,8 @@ const QUEUE_CLEAR: Duration = Duration::from_millis(20);
 const BASE_DELAY_WINDOW: Duration = Duration::from_secs(10);
 /// Between two decreases, at least this (one round of feedback to act).
 const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
+/// Overuse needs the queue above the threshold for this long (bursts drain faster).
+const PERSISTENCE: Duration = Duration::from_millis(250);
 /// The queue is growing if it is above where it was this long ago.
 const TREND_WINDOW: Duration = Duration::from_millis(500);
 /// A receiver report's loss counts this long.
@@ -254,7 +256,8 @@ impl DownlinkEstimator {
     ///
     /// One-way delays (arrival on the participant's clock minus departure on ours) carry an
     /// unknown offset; the smallest in the last 10 s is the path's base, and anything above
-    /// it is queueing in a buffer on the way. A queue above 50 ms that is not draining, or
+    /// it is queueing in a buffer on the way. A queue that stays above 50 ms for a quarter second (a keyframe burst
+    /// does not) and is not draining, or
     /// more than 10% reported loss with a queue (25% without), means we send faster than the path
     /// drains: the target drops to 85% of what the last half second shows arriving (or by
     /// half the loss), at most once
@@ -292,7 +295,16 @@ impl DownlinkEstimator {
             Some(rate) => rate,
             None => self.acked.bps() as f64,
         };
-        let overused = queue > QUEUE_OVERUSE && !draining;
+        // A keyframe is a burst: it queues for a moment and drains. Overuse is a queue that
+        // stays up: the lowest queue over the last quarter second must exceed the threshold.
+        let floor = self
+            .queue_history
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= PERSISTENCE)
+            .map(|(_, q)| *q)
+            .min()
+            .unwrap_or(queue);
+        let overused = floor > QUEUE_OVERUSE && !draining;
         // Loss means congestion when the queue is up too, or when it is heavy. Random loss
         // on a radio link, with no queue behind it, only holds the rate: NACK repairs it,
         // and sending less would not make the radio lose less.
