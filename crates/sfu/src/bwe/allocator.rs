@@ -69,11 +69,11 @@ impl Default for AllocatorConfig {
             keep_margin: 0.8,
             pause_after: Duration::from_secs(1),
             resume_margin: 1.25,
-            resume_after: Duration::from_secs(3),
+            resume_after: Duration::from_secs(2),
             min_video_bps: 60_000,
-            probe_window: Duration::from_secs(4),
-            probe_backoff: Duration::from_secs(4),
-            max_probe_backoff: Duration::from_secs(60),
+            probe_window: Duration::from_secs(2),
+            probe_backoff: Duration::from_secs(2),
+            max_probe_backoff: Duration::from_secs(8),
         }
     }
 }
@@ -206,9 +206,21 @@ impl Allocator {
             Some(Allocation::Paused) => {
                 self.starved_since = None;
                 if may_probe && fits(&lowest, optimistic, self.config.resume_margin) {
+                    // Resume on the best layer the recovered link carries with the margin
+                    // (it is a probe either way: undone if congestion follows). The wait
+                    // restarts only when the link stops carrying the lowest layer.
+                    let target = active
+                        .iter()
+                        .rev()
+                        .find(|l| fits(l, optimistic, self.config.resume_margin))
+                        .copied()
+                        .unwrap_or(lowest);
+                    if let Some((Allocation::Layer(_), since)) = self.better_since {
+                        self.better_since = Some((Allocation::Layer(target.ssrc), since));
+                    }
                     let change = self.after(
                         now,
-                        Allocation::Layer(lowest.ssrc),
+                        Allocation::Layer(target.ssrc),
                         self.config.resume_after,
                     );
                     if change.is_some() {
@@ -367,8 +379,9 @@ mod tests {
             run(&mut a, &mut t, 1.0, 3_000_000),
             Some(Allocation::Layer(H))
         );
-        // The next step waits for the probe window of the last one, then the upgrade wait.
-        assert_eq!(run(&mut a, &mut t, 5.5, 3_000_000), None);
+        // The next step waits for the probe window of the last one (2 s), then the upgrade
+        // wait (2 s).
+        assert_eq!(run(&mut a, &mut t, 3.5, 3_000_000), None);
         assert_eq!(
             run(&mut a, &mut t, 1.0, 3_000_000),
             Some(Allocation::Layer(F))
@@ -392,11 +405,11 @@ mod tests {
         assert_eq!(run(&mut b, &mut t, 0.25, 60_000), Some(Allocation::Paused));
         // Just enough for the lowest layer is not enough to resume...
         assert_eq!(run(&mut a, &mut t, 10.0, 220_000), None);
-        // ...a sustained margin is.
-        assert_eq!(run(&mut a, &mut t, 2.5, 3_000_000), None);
+        // ...a sustained margin is, and video comes back on the best layer that fits.
+        assert_eq!(run(&mut a, &mut t, 1.5, 3_000_000), None);
         assert_eq!(
             run(&mut a, &mut t, 1.0, 3_000_000),
-            Some(Allocation::Layer(Q))
+            Some(Allocation::Layer(F))
         );
     }
 
@@ -449,10 +462,12 @@ mod tests {
             if let Some(c) = a.update(t, estimate(1_000_000, congestion), 40_000, &layers()) {
                 probe_at.get_or_insert(t);
                 changes.push(c);
+                break;
             }
         }
         assert_eq!(changes, vec![Allocation::Layer(H)]);
-        assert!(probe_at.unwrap().duration_since(congestion) >= Duration::from_secs(6));
+        let c = AllocatorConfig::default();
+        assert!(probe_at.unwrap().duration_since(congestion) >= c.probe_window + c.upgrade_after);
         // Congestion during the probe: back to Q at once, even if H would still "fit".
         t += Duration::from_millis(250);
         assert_eq!(
@@ -472,7 +487,10 @@ mod tests {
             }
         }
         let waited = next.expect("probes again").duration_since(failed_at);
-        assert!(waited >= Duration::from_secs(6), "{waited:?}");
+        assert!(
+            waited >= c.probe_window.max(c.probe_backoff) + c.upgrade_after,
+            "{waited:?}"
+        );
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl DownlinkEstimator {
     /// unknown offset; the smallest in the last 10 s is the path's base, and anything above
     /// it is queueing in a buffer on the way. A queue that stays above 50 ms for a quarter second (a keyframe burst
     /// does not) and is not draining, or
-    /// more than 10% reported loss with a queue (25% without), means we send faster than the path
+    /// more than 10% reported loss with a standing queue (25% without), means we send faster than the path
     /// drains: the target drops to 85% of what the last half second shows arriving (or by
     /// half the loss), at most once
     /// per 300 ms. A queue that is draining, or some loss, holds the target. A clear path (queue
@@ -308,7 +308,7 @@ impl DownlinkEstimator {
         // Loss means congestion when the queue is up too, or when it is heavy. Random loss
         // on a radio link, with no queue behind it, only holds the rate: NACK repairs it,
         // and sending less would not make the radio lose less.
-        let lossy = loss > 0.25 || (loss > 0.10 && queue > QUEUE_CLEAR);
+        let lossy = loss > 0.25 || (loss > 0.10 && floor > QUEUE_OVERUSE);
         if overused || lossy {
             self.clear_since = None;
             self.last_update = Some(now);

@@ -99,12 +99,12 @@ impl WireState {
 
 /// Retransmissions a participant may ask for per second: at most this fraction of the
 /// packets sent to it in the last second...
-const NACK_BUDGET_FRACTION: f64 = 0.25;
+const NACK_BUDGET_FRACTION: f64 = 0.5;
 /// ...and at most this fraction of its downlink estimate (a retransmission storm into a
 /// congested link only buries the audio behind it)...
 const NACK_BUDGET_OF_ESTIMATE: f64 = 0.15;
 /// ...but always a few, so a quiet stream can still repair a loss.
-const NACK_BUDGET_MIN: u64 = 5;
+const NACK_BUDGET_MIN: u64 = 20;
 /// A packet is retransmitted at most once per this long (or per RTT, if longer).
 const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(100);
 /// Retransmissions remembered for that.
@@ -198,11 +198,17 @@ impl WireTap {
     /// Whether `packets` more retransmissions fit this second's budget (and takes them).
     fn nack_allowed(&mut self, packets: u64, now: Instant) -> bool {
         let by_rate = (self.sent_last_window as f64 * NACK_BUDGET_FRACTION) as u64;
+        // The estimate caps retransmissions only while the path is congested: random loss on
+        // a clear path is exactly what retransmission is for.
         let by_estimate = self
             .state
             .lock()
             .ok()
             .and_then(|s| s.estimator.estimate(now))
+            .filter(|e| {
+                e.last_congestion
+                    .is_some_and(|c| now.saturating_duration_since(c) < Duration::from_secs(2))
+            })
             .map_or(u64::MAX, |e| {
                 (e.optimistic_bps as f64 * NACK_BUDGET_OF_ESTIMATE / (8.0 * RETRANSMISSION_SIZE))
                     as u64
