@@ -26,6 +26,7 @@
 //! disconnect_timeout_secs = 8
 //! reconnect_grace_secs = 20
 //! default_profile = "showroom"      # else "rear-camera-off"
+//! recording_dir = "/var/lib/shopcall/recordings"  # else recording is off (docs/recording.md)
 //!
 //! [profiles.showroom]               # a policy::ProfileDef (docs/policy.md)
 //! base = "merchant-video"
@@ -152,6 +153,10 @@ pub struct Cli {
     /// config file [default: rear-camera-off].
     #[arg(long, env = "SHOPCALL_DEFAULT_PROFILE", value_name = "NAME")]
     pub default_profile: Option<String>,
+    /// Directory call recordings are written to, one `{call_id}-{unix_time}.webm` file per
+    /// recording; it must exist and be writable at start [default: none, recording is off].
+    #[arg(long, env = "SHOPCALL_RECORDING_DIR", value_name = "DIR")]
+    pub recording_dir: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -195,6 +200,7 @@ struct FileConfig {
     default_profile: Option<String>,
     profiles: Option<BTreeMap<String, ProfileDef>>,
     eligibility: Option<EligibilityRules>,
+    recording_dir: Option<PathBuf>,
 }
 
 /// Where a setting's value came from.
@@ -291,6 +297,7 @@ const DEFAULT_PROFILE: Key = key!(
     "--default-profile",
     "SHOPCALL_DEFAULT_PROFILE"
 );
+const RECORDING_DIR: Key = key!("recording_dir", "--recording-dir", "SHOPCALL_RECORDING_DIR");
 /// File-only tables: no flag, no variable.
 const PROFILES: Key = key!("profiles", "", "");
 const ELIGIBILITY: Key = key!("eligibility", "", "");
@@ -693,7 +700,24 @@ impl Resolver<'_> {
             eligibility_src,
         );
 
+        let (recording_dir, recording_src) = self.pick(
+            RECORDING_DIR,
+            cli.recording_dir.map(Some),
+            file.recording_dir.map(Some),
+            None,
+        );
+        self.record(
+            RECORDING_DIR,
+            recording_dir
+                .as_ref()
+                .map_or("none (recording off)".to_owned(), |d| {
+                    d.display().to_string()
+                }),
+            recording_src,
+        );
+
         let sfu = SfuConfig {
+            recording_dir,
             udp_bind,
             announce_ips,
             max_calls,
@@ -769,7 +793,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.log_level, DEFAULT_LOG_LEVEL);
         assert!(c.settings().iter().all(|s| s.source == Source::Default));
-        assert_eq!(c.settings().len(), 18);
+        assert_eq!(c.settings().len(), 19);
         let limits = c.sfu.call_limits;
         assert_eq!(limits.ring_timeout, Duration::from_secs(45));
         assert_eq!(limits.max_duration, Duration::from_secs(7200));
@@ -934,6 +958,20 @@ mod tests {
             c.sfu.call_limits.inactivity_timeout,
             Duration::from_secs(86400)
         );
+    }
+
+    #[test]
+    fn recording_dir_comes_from_the_flag_or_the_file_and_is_off_by_default() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.sfu.recording_dir, None);
+        assert_eq!(source_of(&c, "recording_dir"), Source::Default);
+        let path = temp_file("recording.toml", "recording_dir = \"/srv/rec\"\n");
+        let c = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.sfu.recording_dir.as_deref(), Some(Path::new("/srv/rec")));
+        assert_eq!(source_of(&c, "recording_dir"), Source::File);
+        let c = parse(&["--config", path.to_str().unwrap(), "--recording-dir", "/x"]).unwrap();
+        assert_eq!(c.sfu.recording_dir.as_deref(), Some(Path::new("/x")));
+        std::fs::remove_file(path).ok();
     }
 
     #[test]

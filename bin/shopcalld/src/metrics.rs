@@ -1,13 +1,14 @@
 //! Metrics: the Prometheus registry and the tiny HTTP server that serves it.
 //!
 //! No metric carries a per-call label: labels are bounded sets (media kind, drop reason, end
-//! reason, call outcome, policy operation, event subscriber). Values come from three places:
+//! reason, call outcome, policy operation, video pause reason, event subscriber). Values come
+//! from three places:
 //!
 //! * the engine's own counters ([`sfu::EngineMetrics`]), read with `SfuHandle::metrics` at
 //!   every scrape: gauges are set, counters advance by the difference to the last scrape;
 //! * the event stream: call ends by reason and by outcome, answer and join latency, call
-//!   durations, customer camera use, camera requests ([`Metrics::observe_event`], fed by
-//!   [`record_events`]);
+//!   durations, customer camera use, camera requests, video pauses for weak networks and
+//!   layer changes ([`Metrics::observe_event`], fed by [`record_events`]);
 //! * the gRPC service: policy refusals and audio-only calls, which are answers to requests
 //!   rather than events ([`Metrics::count_policy_refusal`], [`Metrics::count_audio_only_call`]).
 //!
@@ -29,7 +30,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use sfu::{DropReason, EndReason, EngineMetrics, Event, MediaKind, SfuHandle};
+use sfu::{DropReason, EndReason, EngineMetrics, Event, MediaKind, PauseReason, SfuHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, broadcast, oneshot};
 
@@ -167,6 +168,8 @@ pub struct Metrics {
     customer_camera_used: IntCounter,
     customer_camera_seconds: prometheus::Counter,
     camera_requests: IntCounter,
+    video_pauses: IntCounterVec,
+    layer_changes: IntCounter,
     policy_refusals: IntCounterVec,
     audio_only_calls: IntCounter,
     events_lagged: IntCounterVec,
@@ -341,6 +344,19 @@ impl Metrics {
                 "shopcall_camera_requests_total",
                 "Requests by one participant that the other turn its camera on (RequestCamera).",
             ),
+            video_pauses: counter_vec(
+                &r,
+                "shopcall_video_pauses_total",
+                "Times video to a participant was paused (audio kept), by reason: weak_network \
+                 when its downlink could not carry the lowest video layer.",
+                "reason",
+            ),
+            layer_changes: counter(
+                &r,
+                "shopcall_layer_changes_total",
+                "Changes of the video layer forwarded to a participant (simulcast up or down, \
+                 or the layer video resumed on).",
+            ),
             policy_refusals: counter_vec(
                 &r,
                 "shopcall_policy_refusals_total",
@@ -379,6 +395,9 @@ impl Metrics {
         for outcome in Outcome::ALL {
             m.call_outcomes.with_label_values(&[outcome.as_str()]);
         }
+        // The one reason today; a new PauseReason shows up once it happens.
+        m.video_pauses
+            .with_label_values(&[PauseReason::WeakNetwork.as_str()]);
         for operation in PolicyOperation::ALL {
             m.policy_refusals.with_label_values(&[operation.as_str()]);
         }
@@ -434,7 +453,7 @@ impl Metrics {
     }
 
     /// Takes in one event: call ends by reason and outcome, durations, camera use, answer
-    /// and join latency, camera requests.
+    /// and join latency, camera requests, video pauses and layer changes.
     pub fn observe_event(&self, event: &Event) {
         match event {
             Event::ParticipantConnected { join_latency, .. } => {
@@ -444,6 +463,12 @@ impl Metrics {
                 self.answer_latency.observe(answer_latency.as_secs_f64());
             }
             Event::CameraRequested { .. } => self.camera_requests.inc(),
+            Event::VideoPaused { reason, .. } => {
+                self.video_pauses
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+            }
+            Event::LayerChanged { .. } => self.layer_changes.inc(),
             Event::CallEnded { reason, record, .. } => {
                 self.calls_ended.with_label_values(&[reason.as_str()]).inc();
                 self.call_outcomes
@@ -653,6 +678,8 @@ mod tests {
             "shopcall_customer_camera_used_total",
             "shopcall_customer_camera_seconds_total",
             "shopcall_camera_requests_total",
+            "shopcall_video_pauses_total{reason=\"weak_network\"}",
+            "shopcall_layer_changes_total",
             "shopcall_policy_refusals_total{operation=\"set_camera\"}",
             "shopcall_policy_refusals_total{operation=\"request_camera\"}",
             "shopcall_policy_refusals_total{operation=\"join_track\"}",
@@ -726,6 +753,7 @@ mod tests {
                 to_customer: Default::default(),
                 to_merchant: Default::default(),
                 participants: Vec::new(),
+                recordings: Vec::new(),
             }),
         });
         assert_eq!(m.join_latency.get_sample_count(), 1);
@@ -756,6 +784,37 @@ mod tests {
                 assert_eq!(outcome.as_str(), reason.as_str());
             }
         }
+    }
+
+    #[test]
+    fn weak_network_events_are_counted_without_call_labels() {
+        let m = Metrics::new();
+        let call = CallId::from_raw(1);
+        let participant = ParticipantId::from_raw(2);
+        m.observe_event(&Event::VideoPaused {
+            call,
+            participant,
+            reason: PauseReason::WeakNetwork,
+        });
+        m.observe_event(&Event::VideoResumed { call, participant });
+        m.observe_event(&Event::LayerChanged {
+            call,
+            participant,
+            rid: Some("q".into()),
+            bitrate_bps: 150_000,
+        });
+        m.observe_event(&Event::LayerChanged {
+            call,
+            participant,
+            rid: Some("h".into()),
+            bitrate_bps: 500_000,
+        });
+        assert_eq!(m.video_pauses.with_label_values(&["weak_network"]).get(), 1);
+        assert_eq!(m.layer_changes.get(), 2);
+        let text = m.render();
+        assert!(text.contains("shopcall_video_pauses_total{reason=\"weak_network\"} 1"));
+        assert!(text.contains("shopcall_layer_changes_total 2"));
+        assert!(!text.contains("0000000000000001"), "no per-call label");
     }
 
     #[test]
@@ -791,6 +850,7 @@ mod tests {
                 to_customer: Default::default(),
                 to_merchant: Default::default(),
                 participants: Vec::new(),
+                recordings: Vec::new(),
             }),
         });
         m.count_policy_refusal(PolicyOperation::SetCamera, 1);

@@ -132,6 +132,7 @@ async fn profiles_and_overrides_at_create_call() {
                     ..Default::default()
                 }),
                 recording_allowed: Some(true),
+                record_screen: None,
             }),
             ..Default::default()
         },

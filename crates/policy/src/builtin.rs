@@ -90,16 +90,19 @@ impl BuiltinProfile {
                 merchant: MERCHANT_ANY_CAMERA,
                 customer: CUSTOMER_REAR_OFF,
                 recording_allowed: false,
+                record_screen: false,
             },
             BuiltinProfile::MerchantVideo => Profile {
                 merchant: MERCHANT_ANY_CAMERA,
                 customer: CUSTOMER_ANY_OFF,
                 recording_allowed: false,
+                record_screen: false,
             },
             BuiltinProfile::AudioOnly => Profile {
                 merchant: MICROPHONE_ONLY,
                 customer: MICROPHONE_ONLY,
                 recording_allowed: false,
+                record_screen: false,
             },
         }
     }
@@ -168,6 +171,7 @@ mod tests {
                 assert!(p.role(role).allows_microphone(), "{builtin} {role}");
             }
             assert!(!p.recording_allowed, "{builtin}");
+            assert!(!p.record_screen, "{builtin}");
         }
     }
 }

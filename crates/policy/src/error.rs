@@ -80,6 +80,12 @@ pub enum ProfileProblem {
         /// Its value.
         value: u32,
     },
+    /// `record_screen` is set on a profile that may not be recorded.
+    #[error(
+        "record_screen is true but recording_allowed is false: set recording_allowed = true, \
+         or record_screen = false"
+    )]
+    RecordScreenWithoutRecording,
 }
 
 /// Why a profile could not be loaded or resolved.

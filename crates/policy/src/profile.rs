@@ -173,10 +173,14 @@ pub struct Profile {
     pub merchant: RoleProfile,
     /// The customer's rules.
     pub customer: RoleProfile,
-    /// Whether the call may be recorded (default `false`). shopcall records nothing itself;
-    /// this tells a recorder attached by the operator whether it may.
+    /// Whether the call may be recorded (default `false`). Recording also needs the consent
+    /// of each participant whose media goes into the file (see `docs/recording.md`).
     #[serde(default)]
     pub recording_allowed: bool,
+    /// Whether a recording includes the merchant's screen share (default `false`: only the
+    /// cameras and microphones are recorded). Needs `recording_allowed`.
+    #[serde(default)]
+    pub record_screen: bool,
 }
 
 impl Profile {
@@ -203,10 +207,16 @@ impl Profile {
     /// - An accepted lens can be on at some point (not `camera_at_join = off` together with
     ///   `camera_control = nobody`).
     /// - Every cap is in its [`crate::CapField::range`] (so a frame rate of 0 is refused).
+    /// - `record_screen` only with `recording_allowed` (it would record nothing otherwise, and
+    ///   a reader of the config would think screens are recorded).
     pub fn validate(&self) -> Result<(), ProfileProblem> {
         Role::ALL
             .into_iter()
-            .try_for_each(|role| self.role(role).validate(role))
+            .try_for_each(|role| self.role(role).validate(role))?;
+        if self.record_screen && !self.recording_allowed {
+            return Err(ProfileProblem::RecordScreenWithoutRecording);
+        }
+        Ok(())
     }
 
     /// The constraints the join answer returns to a participant in `role`.
@@ -222,6 +232,7 @@ impl Profile {
             merchant: self.merchant.without_video(),
             customer: self.customer.without_video(),
             recording_allowed: self.recording_allowed,
+            record_screen: self.record_screen,
         }
     }
 }
@@ -291,6 +302,25 @@ mod tests {
                 screen: None
             }
         );
+    }
+
+    #[test]
+    fn record_screen_needs_recording_allowed() {
+        let mut p = BuiltinProfile::RearCameraOff.profile();
+        assert!(!p.record_screen, "screens are not recorded by default");
+        p.record_screen = true;
+        assert_eq!(
+            p.validate(),
+            Err(ProfileProblem::RecordScreenWithoutRecording)
+        );
+        assert_eq!(
+            ProfileProblem::RecordScreenWithoutRecording.to_string(),
+            "record_screen is true but recording_allowed is false: set recording_allowed = true, \
+             or record_screen = false"
+        );
+        p.recording_allowed = true;
+        assert_eq!(p.validate(), Ok(()));
+        assert_eq!(p.without_video().validate(), Ok(()));
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct ProfileOverride {
     pub customer: RoleOverride,
     /// Replaces [`Profile::recording_allowed`].
     pub recording_allowed: Option<bool>,
+    /// Replaces [`Profile::record_screen`].
+    pub record_screen: Option<bool>,
 }
 
 impl ProfileOverride {
@@ -115,6 +117,7 @@ impl ProfileOverride {
             merchant: self.merchant.apply(base.merchant),
             customer: self.customer.apply(base.customer),
             recording_allowed: self.recording_allowed.unwrap_or(base.recording_allowed),
+            record_screen: self.record_screen.unwrap_or(base.record_screen),
         }
     }
 }
@@ -138,6 +141,7 @@ mod tests {
         let base = BuiltinProfile::RearCameraOff.profile();
         let mut o = ProfileOverride {
             recording_allowed: Some(true),
+            record_screen: Some(true),
             ..ProfileOverride::default()
         };
         o.merchant.camera_at_join = Some(CameraAtJoin::Off);
@@ -145,6 +149,7 @@ mod tests {
         assert!(!o.is_empty());
         let p = o.apply(&base);
         assert!(p.recording_allowed);
+        assert!(p.record_screen);
         assert_eq!(p.merchant.camera_at_join, CameraAtJoin::Off);
         assert_eq!(p.merchant.accepted_sources, base.merchant.accepted_sources);
         assert_eq!(p.customer.screen_caps.max_width, 640);

@@ -41,6 +41,8 @@ pub struct ProfileDef {
     pub customer: RoleOverride,
     /// Replaces [`Profile::recording_allowed`].
     pub recording_allowed: Option<bool>,
+    /// Replaces [`Profile::record_screen`].
+    pub record_screen: Option<bool>,
 }
 
 impl ProfileDef {
@@ -50,6 +52,7 @@ impl ProfileDef {
             merchant: self.merchant,
             customer: self.customer,
             recording_allowed: self.recording_allowed,
+            record_screen: self.record_screen,
         }
     }
 }

@@ -87,6 +87,7 @@ fn profile() -> impl Strategy<Value = Profile> {
                 merchant: repair(Role::Merchant, merchant),
                 customer: repair(Role::Customer, customer),
                 recording_allowed: false,
+                record_screen: false,
             };
             assert_eq!(p.validate(), Ok(()), "repair makes any profile valid");
             p

@@ -109,6 +109,7 @@ fn every_field_can_be_set_in_toml() {
         [profiles.full]
         base = "audio-only"
         recording_allowed = true
+        record_screen = true
 
         [profiles.full.merchant]
         accepted_sources = ["microphone", "camera_front", "screen"]
@@ -126,6 +127,7 @@ fn every_field_can_be_set_in_toml() {
     .unwrap();
     let full = set.get("full").unwrap();
     assert!(full.recording_allowed);
+    assert!(full.record_screen);
     assert_eq!(full.merchant.camera_at_join, CameraAtJoin::On);
     assert_eq!(full.merchant.camera_control, CameraControl::Nobody);
     assert_eq!(
@@ -178,6 +180,10 @@ fn invalid_profiles_are_refused_with_exact_messages() {
             merchant.camera_at_join = "on""#,
          "profile \"audio-only\": merchant.camera_at_join is on but merchant.accepted_sources \
           has no camera_rear or camera_front"),
+        (r#"[profiles.x]
+            record_screen = true"#,
+         "profile \"x\": record_screen is true but recording_allowed is false: set \
+          recording_allowed = true, or record_screen = false"),
     ];
     for (text, message) in table {
         assert_eq!(load_err(text), message, "{text}");
@@ -268,11 +274,13 @@ fn an_override_can_come_from_toml_or_json_alike() {
     let o: ProfileOverride = toml::from_str(
         r#"
         recording_allowed = true
+        record_screen = true
         customer.camera_caps.max_width = 640
         "#,
     )
     .unwrap();
     assert_eq!(o.recording_allowed, Some(true));
+    assert_eq!(o.record_screen, Some(true));
     assert_eq!(o.customer.camera_caps.max_width, Some(640));
     assert!(o.merchant.is_empty());
 }

@@ -107,6 +107,11 @@ pub struct SfuConfig {
     pub call_limits: CallLimits,
     /// Downlink estimation and video allocation.
     pub bandwidth: BandwidthConfig,
+    /// Where [`SfuHandle`](crate::SfuHandle) writes call recordings, one file per recording
+    /// named `{call_id}-{unix_time}.webm` (`.mkv` for H.264). `None` (the default): this
+    /// server does not record, and StartRecording fails. The directory must exist and be
+    /// writable when the SFU starts (see `docs/recording.md`).
+    pub recording_dir: Option<std::path::PathBuf>,
 }
 
 /// Downlink estimation and video allocation (see `docs/bandwidth.md`).
@@ -152,6 +157,7 @@ impl Default for SfuConfig {
             eligibility: EligibilityRules::default(),
             call_limits: CallLimits::default(),
             bandwidth: BandwidthConfig::default(),
+            recording_dir: None,
         }
     }
 }
@@ -198,6 +204,13 @@ impl SfuConfig {
         self.eligibility
             .validate()
             .map_err(ConfigError::Eligibility)?;
+        if self
+            .recording_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError::EmptyRecordingDir);
+        }
         Ok(())
     }
 }
@@ -227,4 +240,7 @@ pub enum ConfigError {
     /// The eligibility thresholds are out of range.
     #[error("eligibility: {0}")]
     Eligibility(policy::EligibilityError),
+    /// `recording_dir` is set to an empty path (leave it unset to disable recording).
+    #[error("recording_dir is empty: name a directory, or leave it unset to disable recording")]
+    EmptyRecordingDir,
 }

@@ -70,6 +70,35 @@ pub enum Error {
     /// The engine is shutting down and takes no new calls or participants.
     #[error("shutting down: no new calls or participants")]
     ShuttingDown,
+    /// The call's profile does not allow recording (`recording_allowed = false`).
+    #[error("call {0} may not be recorded: its profile does not allow recording")]
+    RecordingNotAllowed(CallId),
+    /// A participant whose media would be recorded has not consented (or withdrew).
+    #[error("call {call} cannot be recorded: the {role} has not consented to recording")]
+    ConsentMissing {
+        /// The call.
+        call: CallId,
+        /// Who has not consented.
+        role: Role,
+    },
+    /// A recording starts once both participants have joined (their codecs are known then).
+    #[error("call {call} cannot be recorded yet: the {absent} has not joined")]
+    RecordingNotReady {
+        /// The call.
+        call: CallId,
+        /// The role not in the call.
+        absent: Role,
+    },
+    /// The call is already being recorded.
+    #[error("call {0} is already being recorded")]
+    AlreadyRecording(CallId),
+    /// StopRecording on a call that is not being recorded.
+    #[error("call {0} is not being recorded")]
+    NotRecording(CallId),
+    /// This server cannot write recordings: none is configured, or the directory cannot
+    /// be written. The message says which and where.
+    #[error("recording unavailable: {0}")]
+    RecordingUnavailable(#[from] crate::recording::RecordingDirError),
     /// The driver task has stopped; the handle can do nothing more.
     #[error("the SFU driver has stopped")]
     Stopped,

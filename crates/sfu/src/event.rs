@@ -9,6 +9,7 @@ use std::time::Duration;
 use policy::{Lens, Role};
 
 use crate::ids::{CallId, ParticipantId};
+use crate::recording::{RecordingId, RecordingStopReason, TrackPlan};
 use crate::stats::CallRecord;
 
 /// Something that happened in the engine.
@@ -118,6 +119,40 @@ pub enum Event {
         /// Whose camera.
         target: Role,
     },
+    /// A participant gave or withdrew consent to being recorded. While a recording runs,
+    /// withdrawn consent stops the recording of that participant's media at its next packet.
+    RecordingConsentChanged {
+        /// The call.
+        call: CallId,
+        /// Whose consent.
+        role: Role,
+        /// Given (`true`) or withdrawn.
+        given: bool,
+    },
+    /// A recording of the call started: both clients should show a recording indicator.
+    RecordingStarted {
+        /// The call.
+        call: CallId,
+        /// The recording.
+        recording: RecordingId,
+        /// Its file, when the driver writes one.
+        file: Option<std::path::PathBuf>,
+        /// The tracks it may hold, with their codecs (a track stays empty while its media
+        /// is not granted).
+        tracks: Vec<TrackPlan>,
+    },
+    /// A recording of the call stopped (requested, consent withdrawn, call ended, or the
+    /// file could not be written: the call goes on).
+    RecordingStopped {
+        /// The call.
+        call: CallId,
+        /// The recording.
+        recording: RecordingId,
+        /// Why.
+        reason: RecordingStopReason,
+        /// How long it ran.
+        duration: Duration,
+    },
     /// A participant left the call.
     ParticipantLeft {
         /// The call.
@@ -148,6 +183,9 @@ impl Event {
             | Event::CallAnswered { call, .. }
             | Event::CameraChanged { call, .. }
             | Event::CameraRequested { call, .. }
+            | Event::RecordingConsentChanged { call, .. }
+            | Event::RecordingStarted { call, .. }
+            | Event::RecordingStopped { call, .. }
             | Event::VideoPaused { call, .. }
             | Event::VideoResumed { call, .. }
             | Event::LayerChanged { call, .. }

@@ -12,10 +12,12 @@
 //! | [`rtp_ingress`] | a connected two-party call: raw datagrams from a client's address and from strangers, STUN with the real ufrag, SRTP-protected RTP (any header, extensions incl. mid/rid) and SRTCP, interleaved with real media | no panic; both participants stay; audio keeps flowing both ways |
 //!
 //! The ingress harness keeps one connected call per thread and reuses it across inputs (a
-//! DTLS handshake per input would cost most of the time); it is rebuilt every
-//! [`INGRESS_REUSE`] inputs, and before an invariant failure is reported: a failure is reported only if it also happens on a
-//! fresh call, so every report reproduces. `SHOPCALL_FUZZ_FRESH=1` builds a fresh call for
-//! every input.
+//! DTLS handshake per input would cost most of the time). It writes to a client's own SSRCs
+//! only with sequence numbers near the real stream's, so SRTP state stays valid; it is
+//! rebuilt every [`INGRESS_REUSE`] inputs; a broken invariant is reported only if the input
+//! also breaks a fresh call, so every report reproduces. `SHOPCALL_FUZZ_FRESH=1` builds a
+//! fresh call for every input; `SHOPCALL_FUZZ_DEBUG=1` prints each RTP header the fuzz
+//! client sends.
 
 #![allow(missing_docs)]
 

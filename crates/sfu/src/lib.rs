@@ -17,7 +17,8 @@
 //! 1. Feed input: [`Engine::handle_datagram`] for each datagram from the media socket, or a
 //!    request such as [`Engine::join`], or [`Engine::handle_timeout`] when the deadline passed.
 //! 2. Drain output: call [`Engine::poll_transmit`] until `None` and send each datagram; call
-//!    [`Engine::poll_event`] until `None`.
+//!    [`Engine::poll_recorded`] until `None` and hand each output to the recording writer
+//!    (see [`recording`]); call [`Engine::poll_event`] until `None`.
 //! 3. Wait for the next datagram, request, or [`Engine::poll_timeout`], and go to 1.
 //!
 //! Skipping step 2 after an input leaves packets queued: always drain.
@@ -72,6 +73,7 @@ pub mod ids;
 pub mod media;
 pub mod offer;
 mod participant;
+pub mod recording;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

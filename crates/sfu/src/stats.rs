@@ -307,6 +307,8 @@ pub struct CallRecord {
     pub to_merchant: DirectionQuality,
     /// The final statistics of every participant that joined.
     pub participants: Vec<ParticipantStats>,
+    /// The recordings made during the call (file, duration, tracks), oldest first.
+    pub recordings: Vec<crate::recording::RecordingSummary>,
 }
 
 /// Engine-wide counters, for metrics. No per-call labels.
@@ -340,4 +342,8 @@ pub struct EngineMetrics {
     pub calls_created: u64,
     /// Calls ended since start.
     pub calls_ended: u64,
+    /// Recordings started since start.
+    pub recordings_started: u64,
+    /// Recorded packets dropped because a queue toward the writer was full.
+    pub recording_packets_dropped: u64,
 }

@@ -567,6 +567,18 @@ pub struct SimNet {
     rng: u64,
     events: Vec<Event>,
     counter: u32,
+    recording: SimRecording,
+}
+
+/// The recording side of a [`SimNet`]: a [`Recorder`](crate::recording::Recorder) (the
+/// real writer thread) fed like the driver feeds it, or, without one, the outputs kept.
+#[derive(Default)]
+struct SimRecording {
+    recorder: Option<crate::recording::Recorder>,
+    reports: Option<std::sync::mpsc::Receiver<crate::recording::RecorderReport>>,
+    outputs: Vec<crate::recording::RecordingOutput>,
+    finished: Vec<crate::recording::FileSummary>,
+    failures: Vec<std::io::ErrorKind>,
 }
 
 impl SimNet {
@@ -587,6 +599,7 @@ impl SimNet {
             rng: 0x9e37_79b9_7f4a_7c15,
             events: Vec::new(),
             counter: 0,
+            recording: SimRecording::default(),
         }
     }
 
@@ -745,6 +758,134 @@ impl SimNet {
         }
     }
 
+    /// Client `c` sends one video packet with this payload (the caller packetizes, e.g. real
+    /// VP8 per RFC 7741); the RTP timestamp advances by `ts_step` after a `marker` packet.
+    pub fn send_video_payload(&mut self, c: ClientId, payload: Bytes, marker: bool, ts_step: u32) {
+        let Some(ssrc) = self.clients[c].video.map(|v| v.1) else {
+            return;
+        };
+        let now = self.now;
+        self.clients[c].send_on(MediaKind::Video, ssrc, payload, marker, ts_step, now);
+        self.pump();
+    }
+
+    /// Client `c` sends one audio packet with this payload (e.g. a real Opus packet); the
+    /// RTP timestamp advances by `ts_step` (960 for 20 ms).
+    pub fn send_audio_payload(&mut self, c: ClientId, payload: Bytes, ts_step: u32) {
+        let now = self.now;
+        self.clients[c].send(MediaKind::Audio, payload, true, ts_step, now);
+        self.pump();
+    }
+
+    /// Writes recordings with the real writer thread, as the driver does: recorded outputs
+    /// go to it on every pump, its reports come back to the engine.
+    pub fn attach_recorder(&mut self, config: crate::recording::RecorderConfig) {
+        self.attach_recorder_with(config, None);
+    }
+
+    /// [`SimNet::attach_recorder`] with a custom way to open files (to inject failures).
+    pub fn attach_recorder_with(
+        &mut self,
+        config: crate::recording::RecorderConfig,
+        opener: Option<crate::recording::Opener>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let report = move |r| {
+            let _ = tx.send(r);
+        };
+        let recorder = match opener {
+            Some(o) => crate::recording::Recorder::with_opener(config, o, report),
+            None => crate::recording::Recorder::spawn(config, report),
+        }
+        .expect("the recorder thread starts");
+        self.recording.recorder = Some(recorder);
+        self.recording.reports = Some(rx);
+    }
+
+    /// Starts recording `call` into a new file in `dir`, as
+    /// [`SfuHandle::start_recording`](crate::SfuHandle::start_recording) does: preconditions,
+    /// then the file, then the engine.
+    pub fn start_recording(
+        &mut self,
+        call: CallId,
+        dir: &std::path::Path,
+    ) -> Result<crate::recording::RecordingStart, Error> {
+        let plan = self.engine.recording_plan(call)?;
+        crate::recording::check_dir(dir)?;
+        let path = crate::recording::reserve_file(dir, call, 0, plan.container)?;
+        let started = self
+            .engine
+            .start_recording_to(call, Some(path.clone()), self.now);
+        if started.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        self.pump();
+        started
+    }
+
+    /// Waits until the writer processed everything so far, and applies its reports.
+    pub fn sync_recorder(&mut self) {
+        self.pump();
+        if let Some(r) = &self.recording.recorder {
+            r.flush();
+        }
+        self.pump();
+    }
+
+    /// Stops the writer thread (finishing open files) and applies its last reports.
+    pub fn shutdown_recorder(&mut self) {
+        self.pump();
+        if let Some(r) = self.recording.recorder.take() {
+            r.shutdown();
+        }
+        self.pump_recording();
+    }
+
+    /// Recording outputs taken from the engine when no recorder is attached.
+    pub fn take_recorded(&mut self) -> Vec<crate::recording::RecordingOutput> {
+        self.pump();
+        std::mem::take(&mut self.recording.outputs)
+    }
+
+    /// Files the writer finished so far.
+    pub fn finished_recordings(&self) -> &[crate::recording::FileSummary] {
+        &self.recording.finished
+    }
+
+    /// Write failures the writer reported so far.
+    pub fn recording_failures(&self) -> &[std::io::ErrorKind] {
+        &self.recording.failures
+    }
+
+    fn pump_recording(&mut self) {
+        use crate::recording::{RecorderReportKind, RecordingOutput};
+        while let Some(o) = self.engine.poll_recorded() {
+            match &self.recording.recorder {
+                Some(r) => {
+                    if let Err(RecordingOutput::Packet(p)) = r.send(o) {
+                        self.engine.recording_packets_dropped(p.id, 1);
+                    }
+                }
+                None => self.recording.outputs.push(o),
+            }
+        }
+        let Some(rx) = &self.recording.reports else {
+            return;
+        };
+        while let Ok(report) = rx.try_recv() {
+            match report.kind {
+                RecorderReportKind::Failed(e) => {
+                    self.recording.failures.push(e.kind());
+                    self.engine.recording_failed(report.id, e.kind(), self.now);
+                }
+                RecorderReportKind::KeyframeNeeded(track) => self
+                    .engine
+                    .recording_keyframe_needed(report.id, track, self.now),
+                RecorderReportKind::Finished(summary) => self.recording.finished.push(summary),
+            }
+        }
+    }
+
     /// Sets the client's downlink (SFU to client).
     pub fn set_downlink(&mut self, c: ClientId, config: LinkConfig) {
         self.clients[c].downlink.config = config;
@@ -825,6 +966,7 @@ impl SimNet {
             while let Some(t) = self.engine.poll_transmit() {
                 self.outbox.push_back((t.destination, t.source, t.contents));
             }
+            self.pump_recording();
             while let Some(e) = self.engine.poll_event() {
                 self.events.push(e);
             }

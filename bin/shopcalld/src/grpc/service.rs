@@ -258,6 +258,47 @@ impl CallService for CallApi {
         }))
     }
 
+    async fn give_consent(
+        &self,
+        request: Request<pb::GiveConsentRequest>,
+    ) -> Result<Response<pb::GiveConsentResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let role = convert::role_field("role", req.role).map_err(ApiError::from)?;
+        self.handle
+            .give_consent(call, role, req.given)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GiveConsentResponse {}))
+    }
+
+    async fn start_recording(
+        &self,
+        request: Request<pb::StartRecordingRequest>,
+    ) -> Result<Response<pb::StartRecordingResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        let started = self
+            .handle
+            .start_recording(call)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(convert::recording::started(&started)))
+    }
+
+    async fn stop_recording(
+        &self,
+        request: Request<pb::StopRecordingRequest>,
+    ) -> Result<Response<pb::StopRecordingResponse>, Status> {
+        let req = request.into_inner();
+        let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
+        self.handle
+            .stop_recording(call)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::StopRecordingResponse {}))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(
@@ -362,6 +403,7 @@ mod tests {
                 to_customer: Default::default(),
                 to_merchant: Default::default(),
                 participants: Vec::new(),
+                recordings: Vec::new(),
             }),
         }
     }
@@ -394,6 +436,58 @@ mod tests {
         assert!(matches!(
             kind(stream.next().await),
             pb::event::Kind::CallCreated(_)
+        ));
+        assert!(matches!(
+            kind(stream.next().await),
+            pb::event::Kind::CallEnded(_)
+        ));
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn weak_network_events_reach_a_filtered_watch() {
+        let (tx, rx) = broadcast::channel(16);
+        let (a, b) = (CallId::from_raw(1), CallId::from_raw(2));
+        let participant = sfu::ParticipantId::from_raw(3);
+        let mut stream = watch(rx, Some(a), Arc::new(Metrics::new()));
+        for call in [b, a] {
+            tx.send(Event::VideoPaused {
+                call,
+                participant,
+                reason: sfu::PauseReason::WeakNetwork,
+            })
+            .unwrap();
+        }
+        tx.send(Event::VideoResumed {
+            call: a,
+            participant,
+        })
+        .unwrap();
+        tx.send(Event::LayerChanged {
+            call: a,
+            participant,
+            rid: None,
+            bitrate_bps: 300_000,
+        })
+        .unwrap();
+        tx.send(ended(a)).unwrap();
+        match kind(stream.next().await) {
+            pb::event::Kind::VideoPaused(p) => {
+                assert_eq!(p.participant_id, "0000000000000003");
+                assert_eq!(p.reason, pb::VideoPauseReason::WeakNetwork as i32);
+            }
+            other => panic!("expected VideoPaused, got {other:?}"),
+        }
+        assert!(matches!(
+            kind(stream.next().await),
+            pb::event::Kind::VideoResumed(_)
+        ));
+        assert!(matches!(
+            kind(stream.next().await),
+            pb::event::Kind::LayerChanged(pb::LayerChanged {
+                bitrate_bps: 300_000,
+                ..
+            })
         ));
         assert!(matches!(
             kind(stream.next().await),

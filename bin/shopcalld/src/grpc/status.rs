@@ -14,6 +14,8 @@
 //! | `CallFull`, `RoleTaken`, `CallEnded`    | FAILED_PRECONDITION |
 //! | `WrongState` (answering a call that is not ringing, the initiator answering) | FAILED_PRECONDITION |
 //! | `PolicyRefused` (the policy's reason), `NotEligible` (the eligibility reason) | PERMISSION_DENIED |
+//! | `RecordingNotAllowed`, `ConsentMissing` (names who), `RecordingNotReady`, `AlreadyRecording`, `NotRecording` | FAILED_PRECONDITION |
+//! | `RecordingUnavailable` (no recording_dir, or it cannot be written: says which and where) | FAILED_PRECONDITION |
 //! | `AtCapacity`                            | RESOURCE_EXHAUSTED  |
 //! | `ShuttingDown`, `Stopped`               | UNAVAILABLE         |
 //! | `Internal` (a bug)                      | INTERNAL            |
@@ -46,6 +48,14 @@ pub fn sfu_code(err: &sfu::Error) -> Code {
             Code::FailedPrecondition
         }
         E::PolicyRefused(_) | E::NotEligible(_) => Code::PermissionDenied,
+        // Recording preconditions: the profile, consent, the call's state, the server's
+        // recording directory.
+        E::RecordingNotAllowed(_)
+        | E::ConsentMissing { .. }
+        | E::RecordingNotReady { .. }
+        | E::AlreadyRecording(_)
+        | E::NotRecording(_)
+        | E::RecordingUnavailable(_) => Code::FailedPrecondition,
         E::AtCapacity { .. } => Code::ResourceExhausted,
         E::ShuttingDown | E::Stopped => Code::Unavailable,
         E::Internal { .. } => Code::Internal,
@@ -78,6 +88,7 @@ impl From<ApiError> for Status {
 mod tests {
     use super::*;
     use sfu::policy::{Ineligible, ProfileError, ProfileProblem, Reason};
+    use sfu::recording::RecordingDirError;
     use sfu::{CallId, LifecycleError, MediaKind, OfferError, ParticipantId, Role};
 
     fn status(err: impl Into<ApiError>) -> Status {
@@ -210,6 +221,50 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 "only the callee (customer) can answer or decline",
+            ),
+            (
+                sfu::Error::RecordingNotAllowed(call),
+                Code::FailedPrecondition,
+                "may not be recorded: its profile does not allow recording",
+            ),
+            (
+                sfu::Error::ConsentMissing {
+                    call,
+                    role: Role::Customer,
+                },
+                Code::FailedPrecondition,
+                "the customer has not consented to recording",
+            ),
+            (
+                sfu::Error::RecordingNotReady {
+                    call,
+                    absent: Role::Merchant,
+                },
+                Code::FailedPrecondition,
+                "cannot be recorded yet: the merchant has not joined",
+            ),
+            (
+                sfu::Error::AlreadyRecording(call),
+                Code::FailedPrecondition,
+                "is already being recorded",
+            ),
+            (
+                sfu::Error::NotRecording(call),
+                Code::FailedPrecondition,
+                "is not being recorded",
+            ),
+            (
+                sfu::Error::RecordingUnavailable(RecordingDirError::NotConfigured),
+                Code::FailedPrecondition,
+                "recording unavailable: no recording directory is configured",
+            ),
+            (
+                sfu::Error::RecordingUnavailable(RecordingDirError::NotWritable {
+                    path: "/rec".into(),
+                    kind: std::io::ErrorKind::ReadOnlyFilesystem,
+                }),
+                Code::FailedPrecondition,
+                "recording directory /rec is not writable: read-only filesystem",
             ),
             (sfu::Error::ShuttingDown, Code::Unavailable, "shutting down"),
             (sfu::Error::Stopped, Code::Unavailable, "stopped"),

@@ -86,6 +86,8 @@ pub(crate) struct Call {
     pub departed: Vec<ParticipantStats>,
     /// The video codec, fixed by the first joiner with video.
     pub video_codec: Option<CallVideoCodec>,
+    /// Recording consent, the running recording, the finished ones.
+    pub recording: crate::engine::recording::CallRecording,
 }
 
 impl Call {
@@ -110,6 +112,7 @@ impl Call {
             members: [None, None],
             departed: Vec::new(),
             video_codec: None,
+            recording: Default::default(),
         }
     }
 

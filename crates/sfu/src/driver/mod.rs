@@ -7,6 +7,7 @@
 //! of: datagrams (at most `max_datagrams_per_turn` are read before timers and requests get a
 //! turn), a request, or the engine's next deadline.
 
+mod recording;
 mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,6 +49,12 @@ pub enum StartError {
     /// The engine could not be created.
     #[error("cannot create the engine: {0}")]
     Engine(Error),
+    /// The recording directory cannot be used.
+    #[error("cannot record: {0}")]
+    Recording(#[from] crate::recording::RecordingDirError),
+    /// The recording writer thread could not be started.
+    #[error("cannot start the recording writer thread: {0}")]
+    RecorderThread(std::io::Error),
 }
 
 /// A request to the driver: a closure run on the engine with the current time. Control
@@ -63,6 +70,7 @@ struct Shared {
     media_addr: SocketAddr,
     candidates: Vec<SocketAddr>,
     events: broadcast::WeakSender<Event>,
+    recording_dir: Option<std::path::PathBuf>,
 }
 
 /// A handle to a running SFU. Clone it freely; every clone talks to the same driver task.
@@ -77,6 +85,10 @@ impl SfuHandle {
     /// tokio runtime.
     pub async fn start(config: SfuConfig) -> Result<SfuHandle, StartError> {
         config.validate()?;
+        let recorder = match &config.recording_dir {
+            Some(dir) => Some(recording::RecorderLink::start(dir)?),
+            None => None,
+        };
         let socket = MediaSocket::bind(config.udp_bind).map_err(|source| StartError::Bind {
             addr: config.udp_bind,
             source,
@@ -93,10 +105,13 @@ impl SfuHandle {
         let shared = Arc::new(Shared {
             media_addr,
             candidates: candidates.clone(),
+            recording_dir: config.recording_dir.clone(),
             events: events.downgrade(),
         });
         let src_ips = source_ips(&config, &candidates);
-        tokio::spawn(run(engine, socket, command_rx, events, config, src_ips));
+        tokio::spawn(run(
+            engine, socket, command_rx, events, config, src_ips, recorder,
+        ));
         Ok(SfuHandle { commands, shared })
     }
 
@@ -298,25 +313,49 @@ async fn run(
     events: broadcast::Sender<Event>,
     config: SfuConfig,
     src_ips: Vec<(SocketAddr, IpAddr)>,
+    mut recorder: Option<recording::RecorderLink>,
 ) {
     let mut batch: Vec<Datagram> = Vec::with_capacity(quinn_udp::BATCH_SIZE);
+    let mut outgoing: Vec<crate::engine::Transmit> = Vec::with_capacity(udp::SEND_BATCH);
+    let mut held: Option<crate::engine::Transmit> = None;
     let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
-        // 1. Everything the last input produced goes out.
-        while let Some(t) = engine.poll_transmit() {
-            let src = src_ips
+        // 1. Everything the last input produced goes out, in batches (one sendmmsg per up to
+        //    64 datagrams that share a source address).
+        while let Some(first) = engine.poll_transmit() {
+            let src = src_of(&src_ips, first.source);
+            outgoing.clear();
+            outgoing.push(first);
+            while outgoing.len() < udp::SEND_BATCH {
+                match engine.poll_transmit() {
+                    Some(t) if src_of(&src_ips, t.source) == src => outgoing.push(t),
+                    Some(t) => {
+                        held = Some(t);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let batch: Vec<(SocketAddr, &[u8])> = outgoing
                 .iter()
-                .find(|(c, _)| *c == t.source)
-                .map(|(_, ip)| *ip);
-            if let Err(e) = socket.send(t.destination, src, &t.contents).await {
-                tracing::debug!(error = %e, destination = %t.destination, "send failed");
+                .map(|t| (t.destination, &t.contents[..]))
+                .collect();
+            if let Err(e) = socket.send_batch(&batch, src).await {
+                tracing::debug!(error = %e, "send failed");
+            }
+            if let Some(t) = held.take() {
+                engine.requeue_transmit(t);
             }
         }
+        recording::forward_recorded(&mut engine, recorder.as_ref());
         while let Some(event) = engine.poll_event() {
             // No subscriber is not an error.
             let _ = events.send(event);
         }
         if let Some(done) = stopping.take() {
+            if let Some(link) = recorder.take() {
+                link.shutdown().await;
+            }
             let _ = done.send(());
             tracing::info!("SFU driver stopped");
             return;
@@ -369,11 +408,27 @@ async fn run(
                     stopping = Some(done);
                 }
             }
+            Some(report) = async {
+                match recorder.as_mut() {
+                    Some(link) => link.reports.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                recording::on_report(&mut engine, report, Instant::now());
+            }
             _ = sleep => {
                 engine.handle_timeout(Instant::now());
             }
         }
     }
+}
+
+/// The source IP to pin for a datagram from host candidate `source`, if any.
+fn src_of(src_ips: &[(SocketAddr, IpAddr)], source: SocketAddr) -> Option<IpAddr> {
+    src_ips
+        .iter()
+        .find(|(c, _)| *c == source)
+        .map(|(_, ip)| *ip)
 }
 
 /// Runs one request. Returns the shutdown acknowledgement when it was a shutdown.

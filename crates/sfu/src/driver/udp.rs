@@ -5,8 +5,69 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
+
+/// Most datagrams handed to one `sendmmsg`.
+pub(crate) const SEND_BATCH: usize = 64;
+
+/// One `sendmmsg` over `batch` (at most [`SEND_BATCH`]); returns how many left.
+fn sendmmsg_once(
+    socket: &tokio::net::UdpSocket,
+    batch: &[(SocketAddr, &[u8])],
+    src_ip: Option<IpAddr>,
+) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    let batch = &batch[..batch.len().min(SEND_BATCH)];
+    let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|(_, b)| [IoSlice::new(b)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = batch
+        .iter()
+        .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+        .collect();
+    let pktinfo4 = match src_ip {
+        Some(IpAddr::V4(ip)) => Some(libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip.octets()),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        }),
+        _ => None,
+    };
+    let pktinfo6 = match src_ip {
+        Some(IpAddr::V6(ip)) => Some(libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: ip.octets(),
+            },
+            ipi6_ifindex: 0,
+        }),
+        _ => None,
+    };
+    let cmsgs: Vec<ControlMessage<'_>> = match (&pktinfo4, &pktinfo6) {
+        (Some(p), _) => vec![ControlMessage::Ipv4PacketInfo(p)],
+        (_, Some(p)) => vec![ControlMessage::Ipv6PacketInfo(p)],
+        _ => Vec::new(),
+    };
+    let cmsg_space = if cmsgs.is_empty() {
+        None
+    } else {
+        Some(nix::cmsg_space!(libc::in6_pktinfo))
+    };
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(batch.len(), cmsg_space);
+    let results = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        &slices,
+        &addrs,
+        &cmsgs,
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    Ok(results.count())
+}
 
 /// Bytes reserved per datagram slot (larger than any WebRTC datagram on a 1500 MTU path).
 const SLOT: usize = 2048;
@@ -98,29 +159,30 @@ impl MediaSocket {
         Ok(n)
     }
 
-    /// Sends one datagram, waiting while the socket buffer is full.
-    pub(crate) async fn send(
+    /// Sends a batch of datagrams with as few system calls as the kernel allows
+    /// (`sendmmsg`), waiting while the socket buffer is full. `src_ip`, when set, pins the
+    /// source address (a socket bound to a wildcard on a machine with several addresses);
+    /// it must be the same for the whole batch.
+    pub(crate) async fn send_batch(
         &self,
-        destination: SocketAddr,
+        batch: &[(SocketAddr, &[u8])],
         src_ip: Option<IpAddr>,
-        contents: &[u8],
     ) -> io::Result<()> {
-        let transmit = Transmit {
-            destination,
-            ecn: None,
-            contents,
-            segment_size: None,
-            src_ip,
-        };
-        loop {
+        let mut sent = 0;
+        while sent < batch.len() {
             self.io.writable().await?;
             match self.io.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.io).into(), &transmit)
+                sendmmsg_once(&self.io, &batch[sent..], src_ip)
             }) {
-                Ok(()) => return Ok(()),
+                Ok(n) => sent += n.max(1),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // One bad destination (e.g. unreachable) must not hold back the rest.
+                    tracing::debug!(error = %e, destination = %batch[sent].0, "send failed");
+                    sent += 1;
+                }
             }
         }
+        Ok(())
     }
 }

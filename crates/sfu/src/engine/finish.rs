@@ -98,6 +98,12 @@ impl Engine {
             _ => reason,
         };
         let members: Vec<ParticipantId> = call.members().collect();
+        self.end_recording(
+            call_id,
+            crate::recording::RecordingStopReason::CallEnded,
+            None,
+            now,
+        );
         for m in members {
             self.remove_participant(m, LeaveReason::CallEnded, now);
         }
@@ -145,6 +151,7 @@ fn call_record(id: CallId, call: &Call, reason: EndReason, now: Instant) -> Call
         to_customer: direction(merchant, customer, connected),
         to_merchant: direction(customer, merchant, connected),
         participants: call.departed.clone(),
+        recordings: call.recording.finished.clone(),
     }
 }
 

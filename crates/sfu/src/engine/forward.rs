@@ -108,6 +108,19 @@ impl Engine {
             .ok_or(DropReason::NoSubscriber)?;
         call.last_media = Some(now);
         let granted = source.kind() == kind && call.grants.may_forward_source(role, source);
+        if granted {
+            // Recording sits behind the same gate: what is not forwarded is not recorded.
+            super::recording::record_packet(
+                &mut self.recordings,
+                &self.participants,
+                call_id,
+                call,
+                role,
+                (kind, kind_index, source),
+                packet,
+                now,
+            );
+        }
         let target = call.member(role.other());
         let video = kind == MediaKind::Video;
         let downtrack = target.and_then(|t| {

@@ -9,6 +9,7 @@
 mod bandwidth;
 mod finish;
 mod forward;
+pub(crate) mod recording;
 mod requests;
 
 use std::cmp::Reverse;
@@ -119,6 +120,8 @@ pub struct Engine {
     draining: bool,
     /// When the liveness sweep runs next (`None` while nobody is there).
     next_sweep: Option<Instant>,
+    /// Recorded media queued for the driver (see `recording.rs`).
+    recordings: recording::Recordings,
 }
 
 impl Engine {
@@ -157,6 +160,7 @@ impl Engine {
             shutting_down: false,
             draining: false,
             next_sweep: None,
+            recordings: Default::default(),
         })
     }
 
@@ -313,6 +317,13 @@ impl Engine {
             self.metrics.datagrams_out += 1;
         }
         t
+    }
+
+    /// Puts back a datagram taken with [`Engine::poll_transmit`] and not sent yet: it comes
+    /// out first again.
+    pub fn requeue_transmit(&mut self, transmit: Transmit) {
+        self.metrics.datagrams_out = self.metrics.datagrams_out.saturating_sub(1);
+        self.transmits.push_front(transmit);
     }
 
     /// The next event.

@@ -536,6 +536,7 @@ impl Engine {
     /// Engine-wide counters.
     pub fn metrics(&self) -> EngineMetrics {
         let mut m = self.metrics.clone();
+        m.recording_packets_dropped = self.recordings.dropped;
         m.active_calls = self.calls.len() as u64;
         m.active_participants = self.participants.len() as u64;
         m.connected_participants = self

@@ -10,6 +10,7 @@
 //! track verdicts, eligibility.
 
 pub mod policy;
+pub mod recording;
 
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +18,7 @@ use sfu::policy::Lens;
 use sfu::{
     CallId, CallLimitsOverride, CallRecord, CallState, CallStats, ConnectionState, Counter,
     DirectionQuality, DropCounters, DropReason, EndReason, Event, KindCounters, LeaveReason,
-    LinkQuality, ParseIdError, ParticipantId, ParticipantStats, Role, VideoCodec,
+    LinkQuality, ParseIdError, ParticipantId, ParticipantStats, PauseReason, Role, VideoCodec,
 };
 use shopcall_proto::v1 as pb;
 
@@ -316,6 +317,14 @@ pub fn connection_state(state: ConnectionState) -> pb::ConnectionState {
     }
 }
 
+/// A video pause reason on the wire.
+pub fn pause_reason(reason: PauseReason) -> pb::VideoPauseReason {
+    match reason {
+        PauseReason::WeakNetwork => pb::VideoPauseReason::WeakNetwork,
+        _ => pb::VideoPauseReason::Unspecified,
+    }
+}
+
 /// A video codec on the wire.
 pub fn video_codec(codec: VideoCodec) -> pb::VideoCodec {
     match codec {
@@ -396,6 +405,10 @@ pub fn participant_stats(p: &ParticipantStats) -> pb::ParticipantStats {
         downlink: Some(link_quality(&p.downlink)),
         video_freezes: p.video_freezes,
         video_freeze_duration: Some(duration(p.video_freeze_duration)),
+        estimated_downlink_bps: p.estimated_downlink_bps,
+        video_layer: p.video_layer.clone().unwrap_or_default(),
+        video_paused: p.video_paused,
+        video_paused_duration: Some(duration(p.video_paused_duration)),
     }
 }
 
@@ -437,6 +450,8 @@ fn direction_quality(q: &DirectionQuality) -> pb::DirectionQuality {
         average_bitrate_bps: q.average_bitrate_bps,
         freezes: q.freezes,
         freeze_duration: Some(duration(q.freeze_duration)),
+        video_paused_duration: Some(duration(q.video_paused_duration)),
+        estimated_bps: q.estimated_bps,
     }
 }
 
@@ -459,6 +474,7 @@ pub fn call_record(r: &CallRecord) -> pb::CallRecord {
         to_customer: Some(direction_quality(&r.to_customer)),
         to_merchant: Some(direction_quality(&r.to_merchant)),
         participants: r.participants.iter().map(participant_stats).collect(),
+        recordings: r.recordings.iter().map(recording::summary).collect(),
     }
 }
 
@@ -517,11 +533,35 @@ pub fn event(e: &Event, time: SystemTime) -> Option<pb::Event> {
             role: role(*r) as i32,
             reason: leave_reason(*reason) as i32,
         }),
+        Event::VideoPaused {
+            participant,
+            reason,
+            ..
+        } => Kind::VideoPaused(pb::VideoPaused {
+            participant_id: participant.to_string(),
+            reason: pause_reason(*reason) as i32,
+        }),
+        Event::VideoResumed { participant, .. } => Kind::VideoResumed(pb::VideoResumed {
+            participant_id: participant.to_string(),
+        }),
+        Event::LayerChanged {
+            participant,
+            rid,
+            bitrate_bps,
+            ..
+        } => Kind::LayerChanged(pb::LayerChanged {
+            participant_id: participant.to_string(),
+            rid: rid.clone().unwrap_or_default(),
+            bitrate_bps: *bitrate_bps,
+        }),
+        Event::Quality { stats, .. } => Kind::Quality(pb::Quality {
+            stats: Some(participant_stats(stats)),
+        }),
         Event::CallEnded { reason, record, .. } => Kind::CallEnded(pb::CallEnded {
             reason: end_reason(*reason) as i32,
             record: Some(call_record(record)),
         }),
-        _ => return None,
+        other => recording::event(other)?,
     };
     Some(pb::Event {
         call_id: e.call().to_string(),
@@ -631,6 +671,11 @@ mod tests {
                 format!("VIDEO_CODEC_{}", c.encoding_name())
             );
         }
+        let weak = PauseReason::WeakNetwork;
+        assert_eq!(
+            pause_reason(weak).as_str_name(),
+            format!("VIDEO_PAUSE_REASON_{}", weak.as_str().to_uppercase())
+        );
         assert_eq!(call_state(CallState::Ringing), pb::CallState::Ringing);
         assert_eq!(call_state(CallState::Answered), pb::CallState::Answered);
         assert_eq!(call_state(CallState::Connected), pb::CallState::Connected);
@@ -700,6 +745,7 @@ mod tests {
             to_customer: Default::default(),
             to_merchant: Default::default(),
             participants: vec![sample_participant()],
+            recordings: Vec::new(),
         }
     }
 
@@ -729,6 +775,29 @@ mod tests {
         assert_eq!(p.connected_duration.unwrap().seconds, 4);
         assert_eq!(p.video_freezes, 2);
         assert_eq!(p.video_freeze_duration.unwrap().nanos, 700_000_000);
+        // Before any congestion feedback: no estimate, no layer, not paused.
+        assert_eq!(p.estimated_downlink_bps, None);
+        assert_eq!(p.video_layer, "");
+        assert!(!p.video_paused);
+        assert_eq!(p.video_paused_duration, Some(duration(Duration::ZERO)));
+    }
+
+    #[test]
+    fn participant_stats_carry_the_downlink_state() {
+        let p = participant_stats(&ParticipantStats {
+            estimated_downlink_bps: Some(180_000),
+            video_layer: Some("q".into()),
+            video_paused: true,
+            video_paused_duration: Duration::from_millis(3250),
+            ..sample_participant()
+        });
+        assert_eq!(p.estimated_downlink_bps, Some(180_000));
+        assert_eq!(p.video_layer, "q");
+        assert!(p.video_paused);
+        assert_eq!(
+            p.video_paused_duration,
+            Some(duration(Duration::from_millis(3250)))
+        );
     }
 
     #[test]
@@ -771,7 +840,21 @@ mod tests {
         assert_eq!(q.jitter, None);
         assert_eq!((q.average_bitrate_bps, q.freezes), (96_000, 1));
         assert_eq!(q.freeze_duration.unwrap().nanos, 400_000_000);
+        assert_eq!(q.video_paused_duration, Some(duration(Duration::ZERO)));
+        assert_eq!(q.estimated_bps, None, "no congestion feedback");
         assert_eq!(p.to_customer.unwrap().packets, 0);
+
+        r.to_customer = DirectionQuality {
+            video_paused_duration: Duration::from_millis(4500),
+            estimated_bps: Some(250_000),
+            ..Default::default()
+        };
+        let q = call_record(&r).to_customer.unwrap();
+        assert_eq!(
+            q.video_paused_duration,
+            Some(duration(Duration::from_millis(4500)))
+        );
+        assert_eq!(q.estimated_bps, Some(250_000));
 
         r.answer_latency = None;
         assert_eq!(call_record(&r).answer_latency, None, "never answered");
@@ -833,6 +916,77 @@ mod tests {
             pb::event::Kind::CameraRequested(pb::CameraRequested {
                 by: pb::Role::Merchant as i32,
                 target: pb::Role::Customer as i32
+            })
+        );
+    }
+
+    #[test]
+    fn weak_network_events_convert() {
+        let call = CallId::from_raw(5);
+        let participant = ParticipantId::from_raw(0xabc);
+        let now = SystemTime::now();
+        let convert = |e: Event| {
+            let out = event(&e, now).expect("a known event");
+            assert_eq!(out.call_id, "0000000000000005");
+            out.kind.expect("a kind")
+        };
+        assert_eq!(
+            convert(Event::VideoPaused {
+                call,
+                participant,
+                reason: PauseReason::WeakNetwork
+            }),
+            pb::event::Kind::VideoPaused(pb::VideoPaused {
+                participant_id: "0000000000000abc".into(),
+                reason: pb::VideoPauseReason::WeakNetwork as i32
+            })
+        );
+        assert_eq!(
+            convert(Event::VideoResumed { call, participant }),
+            pb::event::Kind::VideoResumed(pb::VideoResumed {
+                participant_id: "0000000000000abc".into()
+            })
+        );
+        assert_eq!(
+            convert(Event::LayerChanged {
+                call,
+                participant,
+                rid: Some("h".into()),
+                bitrate_bps: 450_000
+            }),
+            pb::event::Kind::LayerChanged(pb::LayerChanged {
+                participant_id: "0000000000000abc".into(),
+                rid: "h".into(),
+                bitrate_bps: 450_000
+            })
+        );
+        assert_eq!(
+            convert(Event::LayerChanged {
+                call,
+                participant,
+                rid: None,
+                bitrate_bps: 0
+            }),
+            pb::event::Kind::LayerChanged(pb::LayerChanged {
+                participant_id: "0000000000000abc".into(),
+                rid: String::new(),
+                bitrate_bps: 0
+            }),
+            "a single-layer stream has no rid"
+        );
+        let stats = ParticipantStats {
+            estimated_downlink_bps: Some(90_000),
+            video_paused: true,
+            ..sample_participant()
+        };
+        assert_eq!(
+            convert(Event::Quality {
+                call,
+                participant,
+                stats: Box::new(stats.clone())
+            }),
+            pb::event::Kind::Quality(pb::Quality {
+                stats: Some(participant_stats(&stats))
             })
         );
     }

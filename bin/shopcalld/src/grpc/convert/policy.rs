@@ -46,6 +46,7 @@ pub fn profile_override(o: pb::ProfileOverride) -> Result<ProfileOverride, Reque
         merchant: role_override(Role::Merchant, o.merchant.unwrap_or_default())?,
         customer: role_override(Role::Customer, o.customer.unwrap_or_default())?,
         recording_allowed: o.recording_allowed,
+        record_screen: o.record_screen,
     })
 }
 
@@ -283,6 +284,7 @@ pub fn created_call(c: &CreatedCall) -> pb::CreateCallResponse {
         merchant_constraints: Some(client_constraints(&c.profile.constraints(Role::Merchant))),
         customer_constraints: Some(client_constraints(&c.profile.constraints(Role::Customer))),
         recording_allowed: c.profile.recording_allowed,
+        record_screen: c.profile.record_screen,
     }
 }
 
@@ -349,6 +351,7 @@ mod tests {
                     ..Default::default()
                 }),
                 recording_allowed: Some(true),
+                record_screen: Some(true),
             }),
             merchant_standing: Some(pb::MerchantStanding {
                 rating: 4.1,
@@ -381,6 +384,7 @@ mod tests {
         assert_eq!(c.camera_at_join, None);
         assert_eq!(c.camera_caps.max_frame_rate, Some(15));
         assert_eq!(o.profile_override.recording_allowed, Some(true));
+        assert_eq!(o.profile_override.record_screen, Some(true));
         let s = o.merchant_standing.unwrap();
         assert_eq!((s.rating, s.reply_rate, s.video_opt_in), (4.1, 0.5, true));
         assert_eq!(o.merchant_ref.as_deref(), Some("shop-1"));
