@@ -19,9 +19,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long a missing packet is waited for before the decoder gives up on it: a few round
-/// trips of NACK on a 150 ms RTT link.
-pub const NACK_WAIT: Duration = Duration::from_millis(600);
+/// How long a missing packet is waited for before the decoder gives up on it: three or four
+/// NACK rounds on a 150 ms RTT link (Chrome waits longer still: it asks for a keyframe after
+/// about 3 s without a decodable frame, or when a packet ages out of its NACK list).
+pub const NACK_WAIT: Duration = Duration::from_millis(1000);
 
 /// The most packets buffered behind a missing one before giving up on it regardless.
 const MAX_BUFFERED: usize = 2048;
@@ -467,7 +468,13 @@ mod tests {
         feed(&mut d, t0, 0..5, &[]);
         assert!(!d.wants_keyframe(t0 + ms(200)));
         feed(&mut d, t0, 5..29, &[15]);
-        let t = t0 + ms(33 * 28);
+        // Packet 15 (frame 5, at 165 ms) is given up on once it has been waited for.
+        let t = t0 + ms(165) + NACK_WAIT + ms(10);
+        assert!(
+            !d.wants_keyframe(t - ms(20)),
+            "still waiting for the retransmission"
+        );
+        d.on_tick(t);
         assert!(d.wants_keyframe(t));
         assert!(!d.wants_keyframe(t + ms(500)));
         assert!(d.wants_keyframe(t + ms(1000)));

@@ -13,7 +13,16 @@
 //!    corrupted and measure one-way latency;
 //! 3. answers keyframe requests (RTCP PLI/FIR for its own SSRCs) with a keyframe on the next
 //!    frame, and can send PLIs itself ([`TestPeer::send_pli`]);
-//! 4. counts all of it in atomics that [`TestPeer::stats`] snapshots into [`PeerStats`].
+//! 4. counts all of it in atomics that [`TestPeer::stats`] snapshots into [`PeerStats`];
+//! 5. with [`PeerConfig::simulcast`], publishes the camera as three rid layers like Chrome
+//!    ([`SIMULCAST_LAYERS`]: 320x180, 640x360, 1280x720; per-layer counts in
+//!    [`PeerStats::simulcast_layers`]);
+//! 6. emulates a video decoder per received stream ([`ReceivedVideo`] in
+//!    [`PeerStats::received_video`]): frames decoded or lost after NACK's chance
+//!    ([`NACK_WAIT`]), freezes behind a jitter buffer, the resolution of the last keyframe
+//!    (which simulcast layer arrives) and the bitrate over the last second; with
+//!    [`PeerConfig::pli_on_loss`] it asks for a keyframe when it cannot decode, as a
+//!    browser does. [`TestPeer::audio_received_between`] gives exact audio delivery ratios.
 //!
 //! # A call through the SFU
 //!
