@@ -11,9 +11,9 @@ mod finish;
 mod forward;
 pub(crate) mod recording;
 mod requests;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -105,9 +105,9 @@ pub struct Engine {
     calls: HashMap<CallId, Call>,
     participants: HashMap<ParticipantId, Participant>,
     demux: Demux,
-    timers: BinaryHeap<Reverse<(Instant, ParticipantId)>>,
+    timers: timers::Deadlines<ParticipantId>,
     /// Call deadlines (ring timeout, max duration, inactivity): one entry per call.
-    call_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
+    call_timers: timers::Deadlines<CallId>,
     events: VecDeque<Event>,
     transmits: VecDeque<Transmit>,
     /// Participants touched by the current input, drained before returning.
@@ -149,8 +149,8 @@ impl Engine {
             calls: HashMap::new(),
             participants: HashMap::new(),
             demux: Demux::default(),
-            timers: BinaryHeap::new(),
-            call_timers: BinaryHeap::new(),
+            timers: timers::Deadlines::new(),
+            call_timers: timers::Deadlines::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             touched: Vec::with_capacity(4),
@@ -253,20 +253,12 @@ impl Engine {
         if self.next_sweep.is_some_and(|t| t <= now) {
             self.sweep(now);
         }
-        let mut due = Vec::new();
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            if self
-                .participants
+        let participants = &self.participants;
+        let due = self.timers.due(now, |id, at| {
+            participants
                 .get(&id)
                 .is_some_and(|p| p.deadline == Some(at))
-            {
-                due.push(id);
-            }
-        }
+        });
         for id in due {
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
@@ -282,16 +274,10 @@ impl Engine {
             self.drain(id, now);
         }
 
-        let mut due_calls = Vec::new();
-        while let Some(Reverse((at, id))) = self.call_timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.call_timers.pop();
-            if self.calls.get(&id).is_some_and(|c| c.deadline == Some(at)) {
-                due_calls.push(id);
-            }
-        }
+        let calls = &self.calls;
+        let due_calls = self.call_timers.due(now, |id, at| {
+            calls.get(&id).is_some_and(|c| c.deadline == Some(at))
+        });
         for id in due_calls {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
@@ -333,29 +319,21 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let mut next = None;
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if self
-                .participants
-                .get(&id)
-                .is_some_and(|p| p.deadline == Some(at))
-            {
-                next = Some(at);
-                break;
-            }
-            self.timers.pop();
-        }
-        while let Some(Reverse((at, id))) = self.call_timers.peek().copied() {
-            if self.calls.get(&id).is_some_and(|c| c.deadline == Some(at)) {
-                next = Some(next.map_or(at, |n: Instant| n.min(at)));
-                break;
-            }
-            self.call_timers.pop();
-        }
-        if let Some(sweep) = self.next_sweep {
-            next = Some(next.map_or(sweep, |n: Instant| n.min(sweep)));
-        }
-        next
+        let participants = &self.participants;
+        let calls = &self.calls;
+        [
+            self.timers.next(|id, at| {
+                participants
+                    .get(&id)
+                    .is_some_and(|p| p.deadline == Some(at))
+            }),
+            self.call_timers
+                .next(|id, at| calls.get(&id).is_some_and(|c| c.deadline == Some(at))),
+            self.next_sweep,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// (Re)schedules a call's limit timer.
@@ -367,19 +345,13 @@ impl Engine {
             .lifecycle
             .deadline(call.last_media)
             .map(|(t, _)| t.max(now + MIN_TIMER_STEP));
-        if next != call.deadline {
-            call.deadline = next;
-            if let Some(t) = next {
-                self.call_timers.push(Reverse((t, id)));
-            }
-        }
-        if self.call_timers.len() > 4 * self.calls.len() + 64 {
-            self.call_timers = self
-                .calls
+        self.call_timers.schedule(id, &mut call.deadline, next);
+        self.call_timers.compact(
+            self.calls.len(),
+            self.calls
                 .iter()
-                .filter_map(|(id, c)| c.deadline.map(|t| Reverse((t, *id))))
-                .collect();
-        }
+                .filter_map(|(id, c)| c.deadline.map(|t| (t, *id))),
+        );
     }
 
     /// Asks `participant` for a keyframe on every video stream it sends (a camera was just
@@ -506,20 +478,13 @@ impl Engine {
             next = Some(next.map_or(connect_deadline, |t| t.min(connect_deadline)));
         }
         let next = next.map(|t| if t <= now { now + MIN_TIMER_STEP } else { t });
-        if next != p.deadline {
-            p.deadline = next;
-            if let Some(t) = next {
-                self.timers.push(Reverse((t, id)));
-            }
-        }
-        // Stale entries are skipped lazily; rebuild when they dominate.
-        if self.timers.len() > 4 * self.participants.len() + 64 {
-            self.timers = self
-                .participants
+        self.timers.schedule(id, &mut p.deadline, next);
+        self.timers.compact(
+            self.participants.len(),
+            self.participants
                 .values()
-                .filter_map(|p| p.deadline.map(|t| Reverse((t, p.id))))
-                .collect();
-        }
+                .filter_map(|p| p.deadline.map(|t| (t, p.id))),
+        );
     }
 
     fn on_transport_event(&mut self, id: ParticipantId, event: TransportEvent, now: Instant) {
