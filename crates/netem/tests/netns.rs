@@ -193,7 +193,14 @@ fn tbf_on_the_veth_limits_the_rate() {
         rate / 1e3,
         (rate / 1e6 - 1.0) * 100.0
     );
-    assert!((rate - 1e6).abs() < 1e6 * 0.05, "{rate}");
+    // The limit is what is asserted: never above the configured rate (5 % for the
+    // measurement). Below it only means the sender was starved of CPU (a loaded machine), so
+    // the lower bound just checks that traffic flowed through the shaped veth.
+    assert!(rate < 1e6 * 1.05, "above the tbf limit: {rate}");
+    assert!(
+        rate > 1e6 * 0.5,
+        "the shaped veth carried too little: {rate}"
+    );
     star.hub().unshape(&veth.hub_dev);
 }
 
