@@ -1,6 +1,9 @@
-//! shopcall's benchmarks and load tester. See `benches/forward.rs` and `docs/benchmarks.md`.
+//! shopcall's benchmarks and load tester. See `benches/*.rs`, the [`load`] module (the
+//! `shopcall-load` binary) and `docs/benchmarks.md`.
 
 #![allow(unsafe_code)]
+
+pub mod load;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
