@@ -364,10 +364,12 @@ fn bind(config: &NetConfig) -> anyhow::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(SockProtocol::UDP))
         .context("creating the client socket")?;
-    if let Some(dev) = &config.device {
-        socket
-            .bind_device(Some(dev.as_bytes()))
-            .with_context(|| format!("binding the client socket to device {dev} (needs root)"))?;
+    if let Some(dev) = &config.device
+        && let Err(e) = socket.bind_device(Some(dev.as_bytes()))
+    {
+        // Needs CAP_NET_RAW. Without it the socket still only talks to the SFU's address,
+        // but also accepts datagrams arriving on other devices.
+        tracing::warn!(error = %e, device = %dev, "cannot bind the client socket to its device");
     }
     // Root may exceed net.core.{r,w}mem_max; otherwise the kernel caps it.
     let force = nix::sys::socket::setsockopt(

@@ -28,6 +28,18 @@
 //! default_profile = "showroom"      # else "rear-camera-off"
 //! recording_dir = "/var/lib/shopcall/recordings"  # else recording is off (docs/recording.md)
 //!
+//! # The gRPC API: authentication, timeouts, rate limits (docs/operations.md)
+//! auth_token_file = "/etc/shopcall/token"   # or auth_token = "..."; env SHOPCALL_AUTH_TOKEN
+//! tls_cert = "/etc/shopcall/tls/server.pem"
+//! tls_key = "/etc/shopcall/tls/server.key"
+//! tls_client_ca = "/etc/shopcall/tls/clients-ca.pem"   # mutual TLS: clients need a cert
+//! insecure_allow_public_grpc = false
+//! request_timeout_secs = 30
+//! create_call_rate = 50             # per second and client address; 0 = no limit
+//! create_call_burst = 100
+//! join_rate = 100
+//! join_burst = 200
+//!
 //! [profiles.showroom]               # a policy::ProfileDef (docs/policy.md)
 //! base = "merchant-video"
 //! customer.accepted_sources = ["microphone", "camera_rear"]
@@ -41,7 +53,13 @@
 //!
 //! The `[profiles.*]` and `[eligibility]` tables exist only in the file; every other setting
 //! also has a flag and a variable. Profiles and rules are validated by the policy crate, and
-//! its message (naming the profile and the key) is the error.
+//! its message (naming the profile and the key) is the error. The gRPC security settings
+//! (token, TLS, the refusal to serve a public address without them, rate limits) are
+//! resolved in `config/security.rs`.
+
+mod security;
+
+pub use security::{AuthToken, GrpcSecurity, RateLimit, RateLimits};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -157,6 +175,53 @@ pub struct Cli {
     /// recording; it must exist and be writable at start [default: none, recording is off].
     #[arg(long, env = "SHOPCALL_RECORDING_DIR", value_name = "DIR")]
     pub recording_dir: Option<PathBuf>,
+    /// File holding the bearer token every gRPC request must carry (`authorization: Bearer
+    /// <token>`; health checks excepted). The token itself may instead come from the
+    /// SHOPCALL_AUTH_TOKEN variable or `auth_token` in the config file; never from a flag
+    /// [default: none].
+    #[arg(long, env = "SHOPCALL_AUTH_TOKEN_FILE", value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// PEM certificate chain of the gRPC server: serve gRPC over TLS (needs --tls-key)
+    /// [default: none, plaintext].
+    #[arg(long, env = "SHOPCALL_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [default: none].
+    #[arg(long, env = "SHOPCALL_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that client certificates must chain to: mutual TLS, every
+    /// connection needs a client certificate (needs --tls-cert and --tls-key)
+    /// [default: none].
+    #[arg(long, env = "SHOPCALL_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve gRPC on a non-loopback address without a token or mutual TLS. Refused by
+    /// default; with it, the daemon warns at start and every 5 minutes [default: false].
+    #[arg(
+        long,
+        env = "SHOPCALL_INSECURE_ALLOW_PUBLIC_GRPC",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub insecure_allow_public_grpc: Option<bool>,
+    /// Seconds a gRPC request may take before it fails; a shorter grpc-timeout from the
+    /// client wins. Streams (WatchEvents, Drain) are not cut [default: 30].
+    #[arg(long, env = "SHOPCALL_REQUEST_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub request_timeout_secs: Option<u64>,
+    /// CreateCall requests per second allowed from one client address (token bucket; 0 = no
+    /// limit); beyond it RESOURCE_EXHAUSTED [default: 50].
+    #[arg(long, env = "SHOPCALL_CREATE_CALL_RATE", value_name = "PER_SECOND")]
+    pub create_call_rate: Option<u32>,
+    /// CreateCall requests one client address may send at once, above the rate
+    /// [default: 100].
+    #[arg(long, env = "SHOPCALL_CREATE_CALL_BURST", value_name = "N")]
+    pub create_call_burst: Option<u32>,
+    /// Join requests per second allowed from one client address (0 = no limit)
+    /// [default: 100].
+    #[arg(long, env = "SHOPCALL_JOIN_RATE", value_name = "PER_SECOND")]
+    pub join_rate: Option<u32>,
+    /// Join requests one client address may send at once, above the rate [default: 200].
+    #[arg(long, env = "SHOPCALL_JOIN_BURST", value_name = "N")]
+    pub join_burst: Option<u32>,
 }
 
 /// How log lines are written.
@@ -201,6 +266,17 @@ struct FileConfig {
     profiles: Option<BTreeMap<String, ProfileDef>>,
     eligibility: Option<EligibilityRules>,
     recording_dir: Option<PathBuf>,
+    auth_token_file: Option<PathBuf>,
+    auth_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    insecure_allow_public_grpc: Option<bool>,
+    request_timeout_secs: Option<u64>,
+    create_call_rate: Option<u32>,
+    create_call_burst: Option<u32>,
+    join_rate: Option<u32>,
+    join_burst: Option<u32>,
 }
 
 /// Where a setting's value came from.
@@ -328,6 +404,12 @@ pub struct Config {
     pub log_level: String,
     /// The SFU's configuration (validated).
     pub sfu: SfuConfig,
+    /// Who may use the gRPC API: token, TLS, the public-address override.
+    pub grpc_security: GrpcSecurity,
+    /// The longest a gRPC request may take (a shorter client deadline wins).
+    pub request_timeout: Duration,
+    /// Per-client-address rate limits on CreateCall and Join.
+    pub rate_limits: RateLimits,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     settings: Vec<Setting>,
@@ -736,6 +818,34 @@ impl Resolver<'_> {
         };
         sfu.validate().context("invalid media configuration")?;
 
+        let grpc_security = self.grpc_security(
+            security::SecurityInputs {
+                token_file: (cli.auth_token_file, file.auth_token_file),
+                file_token: file.auth_token,
+                tls_cert: (cli.tls_cert, file.tls_cert),
+                tls_key: (cli.tls_key, file.tls_key),
+                tls_client_ca: (cli.tls_client_ca, file.tls_client_ca),
+                insecure_allow_public: (
+                    cli.insecure_allow_public_grpc,
+                    file.insecure_allow_public_grpc,
+                ),
+            },
+            grpc_listen,
+            grpc_src,
+        )?;
+        let request_timeout = self.seconds(
+            security::REQUEST_TIMEOUT,
+            cli.request_timeout_secs,
+            file.request_timeout_secs,
+            security::DEFAULT_REQUEST_TIMEOUT,
+        )?;
+        let rate_limits = self.rate_limits(security::RateInputs {
+            create_call_rate: (cli.create_call_rate, file.create_call_rate),
+            create_call_burst: (cli.create_call_burst, file.create_call_burst),
+            join_rate: (cli.join_rate, file.join_rate),
+            join_burst: (cli.join_burst, file.join_burst),
+        })?;
+
         Ok(Config {
             grpc_listen,
             metrics_listen,
@@ -743,6 +853,9 @@ impl Resolver<'_> {
             log_format,
             log_level,
             sfu,
+            grpc_security,
+            request_timeout,
+            rate_limits,
             config_file: cli.config,
             settings: self.settings,
         })
@@ -793,7 +906,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.log_level, DEFAULT_LOG_LEVEL);
         assert!(c.settings().iter().all(|s| s.source == Source::Default));
-        assert_eq!(c.settings().len(), 19);
+        assert_eq!(c.settings().len(), 29);
         let limits = c.sfu.call_limits;
         assert_eq!(limits.ring_timeout, Duration::from_secs(45));
         assert_eq!(limits.max_duration, Duration::from_secs(7200));
@@ -1043,7 +1156,7 @@ mod tests {
 
     #[test]
     fn config_file_errors_name_the_file_and_the_key() {
-        let path = temp_file("typo.toml", "max_cals = 5\n");
+        let path = temp_file("typo-key.toml", "max_cals = 5\n");
         let err = format!(
             "{:#}",
             parse(&["--config", path.to_str().unwrap()]).unwrap_err()

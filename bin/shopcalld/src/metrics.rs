@@ -10,7 +10,11 @@
 //!   durations, customer camera use, camera requests, video pauses for weak networks and
 //!   layer changes ([`Metrics::observe_event`], fed by [`record_events`]);
 //! * the gRPC service: policy refusals and audio-only calls, which are answers to requests
-//!   rather than events ([`Metrics::count_policy_refusal`], [`Metrics::count_audio_only_call`]).
+//!   rather than events ([`Metrics::count_policy_refusal`], [`Metrics::count_audio_only_call`]);
+//! * the gRPC front door: requests refused for credentials, for their encoding or for a rate
+//!   limit ([`Metrics::count_unauthenticated`], [`Metrics::count_invalid_request`],
+//!   [`Metrics::count_rate_limited`]), the drain state and an unauthenticated public API
+//!   ([`Metrics::set_draining`], [`Metrics::set_insecure_public`]).
 //!
 //! The HTTP server ([`serve`]) answers `GET /metrics` (text exposition format) and
 //! `GET /healthz` (200 while serving, 503 once shutdown began).
@@ -140,6 +144,39 @@ impl PolicyOperation {
     }
 }
 
+/// Why a request was refused on the wire: the `reason` label of
+/// `shopcall_grpc_invalid_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRequest {
+    /// A field number the message does not define.
+    UnknownField,
+    /// A string over its cap.
+    StringTooLong,
+    /// Not a well-formed message (or a string that is not UTF-8).
+    Malformed,
+    /// Over the request size limit.
+    TooLarge,
+}
+
+impl InvalidRequest {
+    /// Every reason.
+    pub const ALL: [InvalidRequest; 4] = [
+        InvalidRequest::UnknownField,
+        InvalidRequest::StringTooLong,
+        InvalidRequest::Malformed,
+        InvalidRequest::TooLarge,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            InvalidRequest::UnknownField => "unknown_field",
+            InvalidRequest::StringTooLong => "string_too_long",
+            InvalidRequest::Malformed => "malformed",
+            InvalidRequest::TooLarge => "too_large",
+        }
+    }
+}
+
 /// The daemon's Prometheus metrics.
 pub struct Metrics {
     registry: Registry,
@@ -173,6 +210,11 @@ pub struct Metrics {
     policy_refusals: IntCounterVec,
     audio_only_calls: IntCounter,
     events_lagged: IntCounterVec,
+    unauthenticated: IntCounter,
+    invalid_requests: IntCounterVec,
+    rate_limited: IntCounterVec,
+    draining: IntGauge,
+    insecure_public: IntGauge,
 }
 
 /// Registers `metric` in `registry` and returns it.
@@ -374,6 +416,36 @@ impl Metrics {
                 "Events a slow subscriber missed (the metrics recorder or a WatchEvents stream).",
                 "subscriber",
             ),
+            unauthenticated: counter(
+                &r,
+                "shopcall_grpc_unauthenticated_total",
+                "gRPC requests refused for a missing, malformed or wrong bearer token.",
+            ),
+            invalid_requests: counter_vec(
+                &r,
+                "shopcall_grpc_invalid_requests_total",
+                "gRPC requests refused before decoding, by reason: unknown_field, \
+                 string_too_long, malformed, too_large.",
+                "reason",
+            ),
+            rate_limited: counter_vec(
+                &r,
+                "shopcall_grpc_rate_limited_total",
+                "gRPC requests refused because their client address was over its rate limit, \
+                 by operation.",
+                "operation",
+            ),
+            draining: gauge(
+                &r,
+                "shopcall_draining",
+                "1 while the daemon drains (refuses new calls; Drain RPC or SIGTERM), else 0.",
+            ),
+            insecure_public: gauge(
+                &r,
+                "shopcall_grpc_insecure_public",
+                "1 when gRPC serves a non-loopback address without a token or mutual TLS \
+                 (--insecure-allow-public-grpc), else 0.",
+            ),
             registry: r,
         };
         for kind in MediaKind::ALL {
@@ -403,6 +475,12 @@ impl Metrics {
         }
         for s in [Subscriber::Metrics, Subscriber::WatchEvents] {
             m.events_lagged.with_label_values(&[s.as_str()]);
+        }
+        for reason in InvalidRequest::ALL {
+            m.invalid_requests.with_label_values(&[reason.as_str()]);
+        }
+        for operation in crate::grpc::rate_limit::Operation::ALL {
+            m.rate_limited.with_label_values(&[operation.as_str()]);
         }
         let info = IntGaugeVec::new(
             Opts::new(
@@ -497,6 +575,35 @@ impl Metrics {
     /// Counts a call created audio-only because of the merchant's standing.
     pub fn count_audio_only_call(&self) {
         self.audio_only_calls.inc();
+    }
+
+    /// Counts a request refused for its credentials.
+    pub fn count_unauthenticated(&self) {
+        self.unauthenticated.inc();
+    }
+
+    /// Counts a request refused before decoding.
+    pub fn count_invalid_request(&self, reason: InvalidRequest) {
+        self.invalid_requests
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a request refused for its client's rate limit.
+    pub fn count_rate_limited(&self, operation: crate::grpc::rate_limit::Operation) {
+        self.rate_limited
+            .with_label_values(&[operation.as_str()])
+            .inc();
+    }
+
+    /// Sets whether the daemon drains.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.set(i64::from(draining));
+    }
+
+    /// Sets whether gRPC serves a public address without authentication.
+    pub fn set_insecure_public(&self, insecure: bool) {
+        self.insecure_public.set(i64::from(insecure));
     }
 
     /// Counts events a subscriber missed because it fell behind.
@@ -685,6 +792,15 @@ mod tests {
             "shopcall_policy_refusals_total{operation=\"join_track\"}",
             "shopcall_policy_refusals_total{operation=\"create_call\"}",
             "shopcall_calls_audio_only_total",
+            "shopcall_grpc_unauthenticated_total",
+            "shopcall_grpc_invalid_requests_total{reason=\"unknown_field\"}",
+            "shopcall_grpc_invalid_requests_total{reason=\"string_too_long\"}",
+            "shopcall_grpc_invalid_requests_total{reason=\"malformed\"}",
+            "shopcall_grpc_invalid_requests_total{reason=\"too_large\"}",
+            "shopcall_grpc_rate_limited_total{operation=\"create_call\"}",
+            "shopcall_grpc_rate_limited_total{operation=\"join\"}",
+            "shopcall_draining",
+            "shopcall_grpc_insecure_public",
             "shopcall_build_info{version=",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

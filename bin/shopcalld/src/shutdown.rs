@@ -1,16 +1,21 @@
-//! Shutdown: the daemon's serving state and the graceful drain on SIGTERM/SIGINT.
+//! Shutdown: the daemon's serving state and the final stop after a drain.
 //!
-//! The drain, in order:
+//! SIGTERM/SIGINT (or a Drain RPC with `exit_when_drained`) first drains (`drain.rs`): health
+//! NOT_SERVING, no new calls, existing calls run until they end or until the deadline
+//! (`--shutdown-timeout-secs` for a signal), then the rest end with `server_shutdown`. Once
+//! drained, [`Drain::run`] stops the process; its first two steps are already done by then
+//! and repeating them is harmless. In order:
 //! 1. health turns NOT_SERVING (gRPC `grpc.health.v1` and `/healthz`), so load balancers and
 //!    the signaling tier stop sending new calls here;
 //! 2. CreateCall is refused with UNAVAILABLE (the SFU stops accepting calls; participants
 //!    of existing calls may still join until the next step ends them);
-//! 3. `SfuHandle::shutdown` ends every call with reason `server_shutdown` (each publishes
-//!    `CallEnded` with its record), then the SFU driver stops, which ends every WatchEvents
-//!    stream;
+//! 3. `SfuHandle::shutdown` ends every call still there with reason `server_shutdown` (none
+//!    after a drain; each publishes `CallEnded` with its record), then the SFU driver stops,
+//!    which ends every WatchEvents stream;
 //! 4. health statuses are cleared, which ends health Watch streams; the gRPC server stops
-//!    accepting connections and finishes in-flight requests, for at most the shutdown
-//!    timeout (it is stopped as soon as no request is in flight, see `stop_grpc`);
+//!    accepting connections and finishes in-flight requests, for at most
+//!    [`Drain::timeout`] (the shutdown timeout, at most [`GRPC_STOP_TIMEOUT`]; it is stopped
+//!    as soon as no request is in flight, see `stop_grpc`);
 //! 5. the metrics server stops, and the process exits 0.
 //!
 //! A second signal during the drain exits at once with status 1.
@@ -29,6 +34,8 @@ use tonic_health::server::HealthReporter;
 
 use crate::grpc::InFlight;
 
+/// The longest in-flight gRPC requests get once the calls are gone (after the drain).
+pub const GRPC_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the SFU gets to end its calls and stop.
 const SFU_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long no request must be in flight before the gRPC server is stopped without waiting
@@ -54,7 +61,8 @@ impl ServingState {
         self.draining.load(Ordering::Acquire)
     }
 
-    fn begin_drain(&self) {
+    /// Marks the drain: CreateCall is refused from now on, `/healthz` answers 503.
+    pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::Release);
     }
 }

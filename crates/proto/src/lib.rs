@@ -22,7 +22,8 @@
 
 #![warn(missing_docs)]
 
-/// The `shopcall.v1` package: messages, the `CallService` server and client.
+/// The `shopcall.v1` package: messages, the `CallService` and `NodeService` servers and
+/// clients.
 pub mod v1 {
     #![allow(missing_docs)]
     #![allow(clippy::all, clippy::pedantic)]
@@ -54,9 +55,9 @@ mod tests {
     #[test]
     fn the_call_service_has_every_rpc() {
         let file = api_file();
-        assert_eq!(file.service.len(), 1);
+        let services: Vec<&str> = file.service.iter().map(|s| s.name()).collect();
+        assert_eq!(services, ["CallService", "NodeService"]);
         let service = &file.service[0];
-        assert_eq!(service.name(), "CallService");
         let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
         assert_eq!(
             methods,
@@ -73,7 +74,10 @@ mod tests {
                 "EndCall",
                 "GetCall",
                 "ListCalls",
-                "WatchEvents"
+                "WatchEvents",
+                "GiveConsent",
+                "StartRecording",
+                "StopRecording"
             ]
         );
         for method in &service.method {
@@ -81,6 +85,22 @@ mod tests {
             assert_eq!(method.server_streaming(), streaming, "{}", method.name());
             assert!(!method.client_streaming(), "{}", method.name());
         }
+    }
+
+    #[test]
+    fn the_node_service_has_drain_and_node_stats() {
+        let file = api_file();
+        let service = file
+            .service
+            .iter()
+            .find(|s| s.name() == "NodeService")
+            .expect("NodeService is defined");
+        let methods: Vec<(&str, bool)> = service
+            .method
+            .iter()
+            .map(|m| (m.name(), m.server_streaming()))
+            .collect();
+        assert_eq!(methods, [("Drain", true), ("NodeStats", false)]);
     }
 
     #[test]

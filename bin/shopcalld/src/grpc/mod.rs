@@ -1,16 +1,26 @@
-//! gRPC: the `shopcall.v1.CallService` API, `grpc.health.v1` and server reflection on one
-//! tonic server.
+//! gRPC: the `shopcall.v1.CallService` and `shopcall.v1.NodeService` APIs, `grpc.health.v1`
+//! and server reflection on one tonic server.
 //!
 //! * `service.rs` implements `CallService` on an `SfuHandle`;
+//! * `node_service.rs` implements `NodeService` (Drain, NodeStats);
 //! * `convert.rs` checks request fields and converts `sfu` values to messages;
-//! * `status.rs` is the one error → `tonic::Status` table.
+//! * `status.rs` is the one error → `tonic::Status` table;
+//! * the front door, in front of every service, outermost first: [`InFlight`] counts the
+//!   request, `auth.rs` checks the bearer token (when one is configured), `guard.rs` checks
+//!   the request message on the wire (unknown fields, string caps, size); `rate_limit.rs`
+//!   holds the per-client buckets CreateCall and Join draw from. TLS (and mutual TLS) and
+//!   the request timeout are tonic's own ([`ServeOptions`]).
 //!
 //! Every request is counted by [`InFlight`] from its arrival until its response body is
 //! finished (or dropped). The shutdown drains with that count rather than with hyper's
 //! graceful connection shutdown alone, which can wait forever on a client connection that
 //! never completes its HTTP/2 handshake (hyperium/hyper#4170).
 
+pub mod auth;
 pub mod convert;
+pub mod guard;
+pub mod node_service;
+pub mod rate_limit;
 pub mod service;
 pub mod status;
 
@@ -24,13 +34,18 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use shopcall_proto::v1::call_service_server::CallServiceServer;
+use shopcall_proto::v1::node_service_server::NodeServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
+pub use node_service::NodeApi;
 pub use service::CallApi;
+
+use crate::config::AuthToken;
+use crate::metrics::Metrics;
 
 /// Largest request message accepted (SDP offers are a few KiB; 256 KiB leaves headroom).
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
@@ -44,14 +59,35 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The full name of the call service, as health checks and reflection know it.
 pub const CALL_SERVICE_NAME: &str = <CallServiceServer<CallApi> as NamedService>::NAME;
 
-/// Serves the call service, health and reflection on `listener` until `shutdown` resolves,
-/// then finishes in-flight requests and returns. Every request is counted in `in_flight`.
+/// The full name of the node service.
+pub const NODE_SERVICE_NAME: &str = <NodeServiceServer<NodeApi> as NamedService>::NAME;
+
+/// How the gRPC server guards its door.
+pub struct ServeOptions {
+    /// TLS (mutual when it has a client CA); `None` serves plaintext HTTP/2.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The bearer token every request but health must carry; `None`: no token.
+    pub auth_token: Option<AuthToken>,
+    /// The longest a request may take (a shorter `grpc-timeout` from the client wins); the
+    /// request then fails with CANCELLED (tonic's answer). Streams are not cut: the limit
+    /// covers the time to the response headers.
+    pub request_timeout: Duration,
+    /// Where refusals are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves the call and node services, health and reflection on `listener` until `shutdown`
+/// resolves, then finishes in-flight requests and returns. Every request is counted in
+/// `in_flight`.
 ///
 /// `health` must come from the same `tonic_health::server::health_reporter()` call as
 /// `health_service`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     api: CallApi,
+    node: NodeApi,
+    options: ServeOptions,
     in_flight: InFlight,
     health_service: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
@@ -65,19 +101,38 @@ pub async fn serve(
         .build_v1()
         .expect("the embedded descriptor sets are valid: they were generated at build time");
 
-    health
-        .set_service_status(CALL_SERVICE_NAME, tonic_health::ServingStatus::Serving)
-        .await;
+    for service in [CALL_SERVICE_NAME, NODE_SERVICE_NAME] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
 
     let calls = CallServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let node = NodeServiceServer::new(node).max_decoding_message_size(MAX_REQUEST_BYTES);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = options.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let schema = Arc::new(guard::Schema::api());
+    builder
+        .timeout(options.request_timeout)
         .layer(in_flight)
+        .layer(auth::RequireToken::new(
+            options.auth_token,
+            options.metrics.clone(),
+        ))
+        .layer(guard::CheckRequests::new(
+            schema,
+            MAX_REQUEST_BYTES,
+            options.metrics,
+        ))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(calls)
+        .add_service(node)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::convert::policy as policy_convert;
+use super::rate_limit::{Operation, RateLimiter};
 use super::status::ApiError;
 use crate::metrics::{Metrics, PolicyOperation, Subscriber};
 use crate::shutdown::ServingState;
@@ -26,6 +27,7 @@ pub struct CallApi {
     handle: SfuHandle,
     metrics: Arc<Metrics>,
     serving: Arc<ServingState>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl CallApi {
@@ -36,7 +38,27 @@ impl CallApi {
             handle,
             metrics,
             serving,
+            limiter: Arc::new(RateLimiter::off()),
         }
+    }
+
+    /// The same service, with CreateCall and Join rate-limited per client address.
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>) -> CallApi {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Takes a token from the client's bucket for `operation`, or refuses (and counts) the
+    /// request.
+    fn check_rate<T>(&self, operation: Operation, request: &Request<T>) -> Result<(), ApiError> {
+        let client = request.remote_addr().map(|a| a.ip());
+        self.limiter
+            .check(operation, client, std::time::Instant::now())
+            .map_err(|limited| {
+                self.metrics.count_rate_limited(operation);
+                tracing::debug!(%limited, "request over its rate limit");
+                limited.into()
+            })
     }
 
     /// Refuses new calls while the daemon drains.
@@ -70,6 +92,7 @@ impl CallService for CallApi {
         request: Request<pb::CreateCallRequest>,
     ) -> Result<Response<pb::CreateCallResponse>, Status> {
         self.check_serving()?;
+        self.check_rate(Operation::CreateCall, &request)?;
         let options = policy_convert::call_options(request.into_inner()).map_err(ApiError::from)?;
         let call = self
             .handle
@@ -87,6 +110,7 @@ impl CallService for CallApi {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
+        self.check_rate(Operation::Join, &request)?;
         let req = request.into_inner();
         let call = convert::call_id("call_id", &req.call_id).map_err(ApiError::from)?;
         let role = convert::role_from_proto(req.role).map_err(ApiError::from)?;

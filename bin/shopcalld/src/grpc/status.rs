@@ -1,13 +1,19 @@
 //! Status: the one table from errors to gRPC status codes.
 //!
 //! This is the only place in shopcall that builds a [`tonic::Status`]. Every failure of the
-//! API is an [`ApiError`]: an [`sfu::Error`] from the SFU or a [`RequestError`] from checking
-//! the request. The message is the error's own text, which says what is wrong (and for a bad
-//! SDP offer, which part).
+//! API is an [`ApiError`]: an [`sfu::Error`] from the SFU, a [`RequestError`] from checking
+//! the request's fields, or one of the daemon's own refusals before a service runs: missing
+//! or wrong credentials ([`AuthError`]), a malformed or oversized message on the wire
+//! ([`WireError`]), a client over its rate limit ([`RateLimited`]). The message is the
+//! error's own text, which says what is wrong (and for a bad SDP offer, which part).
 //!
 //! | error                                   | code                |
 //! |-----------------------------------------|---------------------|
 //! | bad request field ([`RequestError`]: id, enum, empty, duplicate, out of range) | INVALID_ARGUMENT |
+//! | [`WireError`]: unknown field number, string over its cap, not UTF-8, malformed | INVALID_ARGUMENT |
+//! | [`WireError::TooLarge`]: a message over 256 KiB | OUT_OF_RANGE |
+//! | [`AuthError`]: no, malformed or wrong bearer token | UNAUTHENTICATED |
+//! | [`RateLimited`]: CreateCall or Join over the client's rate limit | RESOURCE_EXHAUSTED |
 //! | `InvalidOffer`, `InvalidCandidate`      | INVALID_ARGUMENT    |
 //! | `InvalidProfile`, `InvalidArgument`     | INVALID_ARGUMENT    |
 //! | `CallNotFound`, `ParticipantNotFound`   | NOT_FOUND           |
@@ -22,7 +28,10 @@
 
 use tonic::{Code, Status};
 
+use super::auth::AuthError;
 use super::convert::RequestError;
+use super::guard::WireError;
+use super::rate_limit::RateLimited;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +42,15 @@ pub enum ApiError {
     /// A request field cannot be used.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The request carries no valid credentials.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The request message is not acceptable on the wire.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The client sent too many requests of this kind.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
 }
 
 /// The gRPC code of an SFU error.
@@ -69,6 +87,10 @@ pub fn code(err: &ApiError) -> Code {
     match err {
         ApiError::Sfu(e) => sfu_code(e),
         ApiError::Request(_) => Code::InvalidArgument,
+        ApiError::Auth(_) => Code::Unauthenticated,
+        ApiError::Wire(WireError::TooLarge { .. }) => Code::OutOfRange,
+        ApiError::Wire(_) => Code::InvalidArgument,
+        ApiError::RateLimited(_) => Code::ResourceExhausted,
     }
 }
 
@@ -280,6 +302,87 @@ mod tests {
         for (err, want_code, want_message) in cases {
             let debug = format!("{err:?}");
             let s = status(err);
+            assert_eq!(s.code(), want_code, "{debug}");
+            assert!(
+                s.message().contains(want_message),
+                "{debug}: message {:?} lacks {want_message:?}",
+                s.message()
+            );
+        }
+    }
+
+    #[test]
+    fn the_daemons_own_refusals_have_their_codes() {
+        use super::super::rate_limit::Operation;
+        let cases: Vec<(ApiError, Code, &str)> = vec![
+            (
+                AuthError::Missing.into(),
+                Code::Unauthenticated,
+                "missing credentials",
+            ),
+            (
+                AuthError::Malformed.into(),
+                Code::Unauthenticated,
+                "must be `Bearer <token>`",
+            ),
+            (
+                AuthError::Invalid.into(),
+                Code::Unauthenticated,
+                "invalid credentials",
+            ),
+            (
+                WireError::UnknownField {
+                    message: "shopcall.v1.CreateCallRequest".into(),
+                    number: 99,
+                }
+                .into(),
+                Code::InvalidArgument,
+                "unknown field number 99 in shopcall.v1.CreateCallRequest",
+            ),
+            (
+                WireError::StringTooLong {
+                    field: "JoinRequest.sdp_offer".into(),
+                    len: 70_000,
+                    max: 65_536,
+                }
+                .into(),
+                Code::InvalidArgument,
+                "JoinRequest.sdp_offer is 70000 bytes long",
+            ),
+            (
+                WireError::NotUtf8 {
+                    field: "GetCallRequest.call_id".into(),
+                }
+                .into(),
+                Code::InvalidArgument,
+                "not valid UTF-8",
+            ),
+            (
+                WireError::Malformed("truncated varint".into()).into(),
+                Code::InvalidArgument,
+                "malformed request message: truncated varint",
+            ),
+            (
+                WireError::TooLarge { limit: 262_144 }.into(),
+                Code::OutOfRange,
+                "larger than the 262144-byte limit",
+            ),
+            (
+                RateLimited {
+                    operation: Operation::Join,
+                    client: "127.0.0.1".parse().unwrap(),
+                    per_second: 1,
+                    burst: 2,
+                    retry_after: std::time::Duration::from_millis(250),
+                }
+                .into(),
+                Code::ResourceExhausted,
+                "more than 1 Join requests per second (burst 2) from 127.0.0.1; retry in 250 ms",
+            ),
+        ];
+        for (err, want_code, want_message) in cases {
+            let debug = format!("{err:?}");
+            let s = Status::from(err);
             assert_eq!(s.code(), want_code, "{debug}");
             assert!(
                 s.message().contains(want_message),

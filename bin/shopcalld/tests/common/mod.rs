@@ -53,7 +53,14 @@ impl Daemon {
     /// Starts the daemon on loopback with `extra` arguments and `env` variables. Any
     /// `SHOPCALL_*` variable of the test process is removed first.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = daemon_command(&LOOPBACK_ARGS, extra, env);
+        Daemon::start_from(&LOOPBACK_ARGS, extra, env)
+    }
+
+    /// Starts the daemon with `base` instead of [`LOOPBACK_ARGS`] (then `extra`), for tests
+    /// that choose their own listen addresses. A gRPC address reported as unspecified
+    /// (`0.0.0.0`) is reached on loopback.
+    pub fn start_from(base: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = daemon_command(base, extra, env);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("shopcalld starts");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -87,9 +94,13 @@ impl Daemon {
                 }
             }
         }
+        let mut grpc = grpc.expect("set above");
+        if grpc.ip().is_unspecified() {
+            grpc.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         Daemon {
             child,
-            grpc: grpc.expect("set above"),
+            grpc,
             metrics: metrics.expect("set above"),
             logs,
         }
@@ -107,6 +118,16 @@ impl Daemon {
             .connect()
             .await
             .expect("gRPC connects")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM.

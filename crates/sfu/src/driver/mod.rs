@@ -226,6 +226,20 @@ impl SfuHandle {
             .await?
     }
 
+    /// Ends every call with `reason` and returns how many it ended; the SFU keeps running
+    /// (and keeps refusing new calls if it was told to stop accepting). A graceful drain
+    /// uses it at its deadline with [`EndReason::ServerShutdown`]. See [`Engine::end_call`].
+    pub async fn end_all_calls(&self, reason: EndReason) -> Result<usize, Error> {
+        self.run(move |e, now| {
+            let calls: Vec<CallId> = e.calls().collect();
+            calls
+                .into_iter()
+                .filter(|call| e.end_call(*call, reason, now).is_ok())
+                .count()
+        })
+        .await
+    }
+
     /// Statistics of a call. See [`Engine::call_stats`].
     pub async fn call_stats(&self, call: CallId) -> Result<CallStats, Error> {
         self.run(move |e, now| e.call_stats(call, now)).await?
