@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shopcall vs Janus, side by side, same machine, same load, same pinning.
 #
-#   bash benches/compare.sh                 # full ramps (~20-40 min)
+#   bash benches/compare.sh                 # full ramps (~15-30 min)
+#   SCHED=fifo bash benches/compare.sh      # as run for docs/benchmarks.md (shared machine)
 #   STEPS=10,20 STEP_SECS=5 bash benches/compare.sh   # a quick look
 #
 # What it does (as root, on a machine with Debian's apt):
