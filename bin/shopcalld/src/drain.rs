@@ -296,9 +296,11 @@ async fn run(inner: Arc<Inner>) {
         }
         inner.replanned.notified().await;
         plan = inner.plan();
+        // Clone first: the borrow must end before `publish` takes the write lock.
+        let current = inner.progress.borrow().clone();
         inner.publish(Progress {
             exit_when_drained: plan.exit_when_drained,
-            ..inner.progress.borrow().clone()
+            ..current
         });
     }
 }

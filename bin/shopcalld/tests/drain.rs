@@ -113,6 +113,23 @@ async fn call_ended(
     }
 }
 
+/// Reads a Drain stream to its end (at most `limit`) and returns the last report.
+async fn last_report(
+    stream: &mut tonic::Streaming<pb::DrainProgress>,
+    mut last: pb::DrainProgress,
+    limit: Duration,
+) -> pb::DrainProgress {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(p))) => last = p,
+            Ok(Some(Err(status))) => panic!("Drain stream failed: {status}"),
+            Ok(None) => return last,
+            Err(_) => panic!("the Drain stream did not end within {limit:?}; last {last:?}"),
+        }
+    }
+}
+
 fn seconds(d: &Option<prost_types::Duration>) -> f64 {
     d.as_ref()
         .map_or(-1.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
@@ -205,10 +222,7 @@ async fn drain_keeps_the_call_refuses_new_ones_then_ends_it_at_the_deadline_and_
         at >= Duration::from_millis(3500) && at < Duration::from_secs(8),
         "ended after {at:?}, deadline 4 s"
     );
-    let mut last = first;
-    while let Some(Ok(p)) = progress.next().await {
-        last = p;
-    }
+    let last = last_report(&mut progress, first, Duration::from_secs(10)).await;
     assert_eq!(last.phase, pb::DrainPhase::Drained as i32, "{last:?}");
     assert_eq!(last.calls_ended_at_deadline, 1);
     assert_eq!(last.remaining_calls, 0);
@@ -227,9 +241,6 @@ async fn drain_keeps_the_call_refuses_new_ones_then_ends_it_at_the_deadline_and_
 }
 
 #[tokio::test]
-#[ignore = "known bug: a second Drain(exit_when_drained) after the drain finished does not make \
-            the daemon exit (the drain task's wait for a new plan never wakes); see the closing \
-            note of the reliability issue"]
 async fn a_drain_whose_calls_end_finishes_early_and_stays_up_until_told() {
     let mut daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
@@ -269,10 +280,7 @@ async fn a_drain_whose_calls_end_finishes_early_and_stays_up_until_told() {
         })
         .await
         .unwrap();
-    let mut last = first;
-    while let Some(Ok(p)) = progress.next().await {
-        last = p;
-    }
+    let last = last_report(&mut progress, first, Duration::from_secs(10)).await;
     assert_eq!(last.phase, pb::DrainPhase::Drained as i32);
     assert_eq!(last.calls_ended_at_deadline, 0);
     assert!(
@@ -309,10 +317,9 @@ async fn a_drain_whose_calls_end_finishes_early_and_stays_up_until_told() {
         .await
         .unwrap()
         .into_inner();
-    while let Some(Ok(p)) = again.next().await {
-        last = p;
-    }
+    let last = last_report(&mut again, last, Duration::from_secs(10)).await;
     assert_eq!(last.phase, pb::DrainPhase::Drained as i32);
+    assert!(last.exit_when_drained);
     let status = daemon.wait_exit(Duration::from_secs(15));
     assert_eq!(
         status.code(),
@@ -406,7 +413,9 @@ async fn node_stats_reports_load_capacity_and_state() {
     assert_eq!(busy.active_participants, 2);
     assert_eq!(busy.connected_participants, 2);
     let window = seconds(&busy.rate_window);
-    assert!((0.9..=5.5).contains(&window), "{busy:?}");
+    // The oldest sample kept is up to one sampling period (1 s) older than the 5 s window,
+    // and a loaded machine ticks late.
+    assert!((0.9..=7.0).contains(&window), "{busy:?}");
     // Audio (50/s) and video from each side in, and forwarded out (the customer's video is
     // dropped by policy, so less goes out than comes in).
     assert!(busy.packets_in_per_second > 100.0, "{busy:?}");

@@ -60,7 +60,12 @@ impl Daemon {
     /// that choose their own listen addresses. A gRPC address reported as unspecified
     /// (`0.0.0.0`) is reached on loopback.
     pub fn start_from(base: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = daemon_command(base, extra, env);
+        Daemon::from_command(daemon_command(base, extra, env))
+    }
+
+    /// Starts the daemon with a command built by the caller (for example inside a network
+    /// namespace, through `ip netns exec`); it must log JSON to stdout.
+    pub fn from_command(mut cmd: Command) -> Daemon {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("shopcalld starts");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -70,10 +75,13 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(found) = listening(&line) {
+                // Kept before it is announced: a test that reads the logs once the daemon
+                // is up must find the line that said so.
+                let found = listening(&line);
+                sink.lock().unwrap().push(line);
+                if let Some(found) = found {
                     let _ = tx.send(found);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
 
