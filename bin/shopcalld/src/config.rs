@@ -82,7 +82,7 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 /// Default log filter: our own logs at info, the WebRTC stack only when it warns.
 pub const DEFAULT_LOG_LEVEL: &str = "info,rtc=warn,webrtc=warn";
-/// Default time the gRPC server gets to finish in-flight requests at shutdown.
+/// Default time calls may go on after SIGTERM (the drain deadline).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest call limit or liveness timeout accepted, in seconds (a day).
 pub const MAX_LIMIT_SECS: u64 = 24 * 60 * 60;
@@ -139,7 +139,9 @@ pub struct Cli {
     /// [default: 30].
     #[arg(long, env = "SHOPCALL_CONNECT_TIMEOUT_SECS", value_name = "SECONDS")]
     pub connect_timeout_secs: Option<u64>,
-    /// Seconds the gRPC server gets to finish in-flight requests at shutdown [default: 10].
+    /// Seconds the calls may go on after SIGTERM: the daemon drains (no new calls, health
+    /// NOT_SERVING), ends the calls still running at this deadline with server_shutdown,
+    /// then exits [default: 10].
     #[arg(long, env = "SHOPCALL_SHUTDOWN_TIMEOUT_SECS", value_name = "SECONDS")]
     pub shutdown_timeout_secs: Option<u64>,
     /// Log format [default: human].
@@ -396,7 +398,8 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     /// Prometheus (`/metrics`, `/healthz`) listen address.
     pub metrics_listen: SocketAddr,
-    /// Time the gRPC server gets to finish in-flight requests at shutdown.
+    /// How long calls may go on after SIGTERM (the drain deadline); in-flight gRPC requests
+    /// then get at most `shutdown::GRPC_STOP_TIMEOUT` more.
     pub shutdown_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
@@ -671,7 +674,7 @@ impl Resolver<'_> {
         );
         if shutdown_secs == 0 {
             bail!(
-                "shutdown_timeout_secs is 0 (from {}): in-flight requests need time to finish",
+                "shutdown_timeout_secs is 0 (from {}): calls and in-flight requests need time to finish",
                 self.origin(SHUTDOWN_TIMEOUT, shutdown_src)
             );
         }
