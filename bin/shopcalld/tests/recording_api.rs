@@ -71,14 +71,20 @@ async fn recording_preconditions_and_consent_over_grpc() {
         })
         .await
         .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("an event")
-        .expect("the stream goes on")
-        .unwrap();
-    let Some(pb::event::Kind::RecordingConsentChanged(c)) = event.event.and_then(|e| e.kind) else {
-        panic!("a RecordingConsentChanged event");
-    };
+    // Other events of the call (quality reports, lifecycle) may come first; the consent
+    // change must come within the limit.
+    let c = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let event = events.next().await.expect("the stream goes on").unwrap();
+            if let Some(pb::event::Kind::RecordingConsentChanged(c)) =
+                event.event.and_then(|e| e.kind)
+            {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("a RecordingConsentChanged event within 5 s");
     assert_eq!((c.role, c.given), (pb::Role::Customer as i32, true));
 
     let err = client
