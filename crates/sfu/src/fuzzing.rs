@@ -38,7 +38,6 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -598,24 +597,7 @@ impl FuzzClient {
         };
         let audio = add(RtpCodecKind::Audio, &opus, seed);
         let video = add(RtpCodecKind::Video, &vp8, seed + 1);
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .expect("host candidate");
-        pc.add_local_candidate(
-            RTCIceCandidate::from(&candidate)
-                .to_json()
-                .expect("candidate json"),
-        )
-        .expect("adding the host candidate");
+        crate::transport::add_host_candidate(&mut pc, addr).expect("adding the host candidate");
         FuzzClient {
             pc,
             addr,

@@ -21,7 +21,6 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -331,24 +330,7 @@ impl SimClient {
                 )
             }
         });
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .expect("host candidate");
-        pc.add_local_candidate(
-            RTCIceCandidate::from(&candidate)
-                .to_json()
-                .expect("candidate json"),
-        )
-        .expect("adding the host candidate");
+        crate::transport::add_host_candidate(&mut pc, addr).expect("adding the host candidate");
         SimClient {
             pc,
             addr,

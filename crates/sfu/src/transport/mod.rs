@@ -326,23 +326,7 @@ impl Transport {
         }
 
         for addr in &settings.candidates {
-            let candidate = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".to_owned(),
-                    address: addr.ip().to_string(),
-                    port: addr.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .new_candidate_host()
-            .map_err(|e| Error::internal("creating a host candidate", e))?;
-            let init = RTCIceCandidate::from(&candidate)
-                .to_json()
-                .map_err(|e| Error::internal("encoding a host candidate", e))?;
-            pc.add_local_candidate(init)
-                .map_err(|e| Error::internal("adding a host candidate", e))?;
+            add_host_candidate(&mut pc, *addr)?;
         }
 
         let answer = pc
@@ -821,4 +805,29 @@ fn media_engine(
     configure_simulcast_extension_headers(&mut media)
         .map_err(|e| Error::internal("registering simulcast header extensions", e))?;
     Ok((media, audio, video))
+}
+
+/// Adds a UDP host candidate for `addr` to `pc`: the server's announced addresses, and the
+/// simulated and fuzzing clients' own.
+pub(crate) fn add_host_candidate(
+    pc: &mut RTCPeerConnection,
+    addr: std::net::SocketAddr,
+) -> Result<(), Error> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(|e| Error::internal("creating a host candidate", e))?;
+    let init = RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| Error::internal("encoding a host candidate", e))?;
+    pc.add_local_candidate(init)
+        .map_err(|e| Error::internal("adding a host candidate", e))
 }
