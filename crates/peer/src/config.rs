@@ -48,6 +48,13 @@ pub struct PeerConfig {
     /// stream, at most once a second until a keyframe arrives. Off by default (a test then
     /// controls every PLI with [`TestPeer::send_pli`](crate::TestPeer::send_pli)).
     pub pli_on_loss: bool,
+    /// Replace the UDP socket on an ICE restart ([`TestPeer::restart_ice`](crate::TestPeer::restart_ice)):
+    /// the old socket is closed and a new one bound, re-enumerating the interfaces when
+    /// `bind_ip` is a wildcard, so the restarted ICE runs from the addresses the machine has
+    /// *now* (a client that moved from Wi-Fi to 4G). webrtc-rs's
+    /// `SettingEngine::discard_local_candidates_during_ice_restart`. Off by default: a
+    /// restart keeps the socket.
+    pub rebind_on_ice_restart: bool,
 }
 
 impl Default for PeerConfig {
@@ -62,6 +69,7 @@ impl Default for PeerConfig {
             rogue_video_ssrc: None,
             simulcast: false,
             pli_on_loss: false,
+            rebind_on_ice_restart: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
@@ -440,6 +441,7 @@ impl TestPeer {
         }
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_discard_local_candidates_during_ice_restart(cfg.rebind_on_ice_restart)
             .build();
 
         let (state, _) = watch::channel(RTCPeerConnectionState::New);
@@ -618,6 +620,33 @@ impl TestPeer {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer).await?;
         self.local_sdp_after_gathering().await
+    }
+
+    /// An ICE-restart offer (new `ice-ufrag` / `ice-pwd`, the same m-lines), after gathering
+    /// completed again, for a client whose network changed. Hand it to the server (shopcall's
+    /// RestartIce) and its answer to [`set_answer`](Self::set_answer); media goes on over the
+    /// same DTLS and SRTP sessions once the new ICE checks succeed. With
+    /// [`PeerConfig::rebind_on_ice_restart`] the UDP socket is replaced first, so the new
+    /// candidates are the machine's addresses now.
+    ///
+    /// # Errors
+    ///
+    /// The library failed to create or apply the offer, or gathering did not complete in 5 s.
+    pub async fn restart_ice(&self) -> anyhow::Result<String> {
+        let offer = self
+            .pc
+            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
+            .await
+            .with_context(|| format!("{}: creating the ICE-restart offer", self.cfg.name))?;
+        // The new generation gathers again: wait for its completion, not the first one's.
+        self.shared.gathered.send_replace(false);
+        self.pc.set_local_description(offer).await?;
+        self.local_sdp_after_gathering().await
+    }
+
+    /// The state of the connection now.
+    pub fn connection_state(&self) -> String {
+        self.shared.state.borrow().to_string()
     }
 
     /// Applies the remote answer to [`create_offer`](Self::create_offer). Media can start once
