@@ -13,6 +13,7 @@
 //! udp_bind = "0.0.0.0:40000"
 //! announce_ips = ["203.0.113.7"]
 //! max_calls = 10000
+//! udp_socket_buffer = 8388608       # bytes of kernel buffer on the media socket; 0 = default
 //! video_codecs = ["vp8", "vp9", "h264"]
 //! connect_timeout_secs = 30
 //! shutdown_timeout_secs = 10
@@ -125,6 +126,12 @@ pub struct Cli {
     /// [default: 10000].
     #[arg(long, env = "SHOPCALL_MAX_CALLS", value_name = "N")]
     pub max_calls: Option<usize>,
+    /// Kernel receive and send buffer of the media socket in bytes, which absorbs the
+    /// driver's pauses for every call at once; 0 keeps the kernel's default. Above
+    /// net.core.rmem_max it needs CAP_NET_ADMIN (root), else the kernel caps it and a warning
+    /// is logged [default: 8388608].
+    #[arg(long, env = "SHOPCALL_UDP_SOCKET_BUFFER", value_name = "BYTES")]
+    pub udp_socket_buffer: Option<usize>,
     /// Video codecs in order of preference, comma-separated; must contain vp8
     /// [default: vp8,vp9,h264].
     #[arg(
@@ -254,6 +261,7 @@ struct FileConfig {
     udp_bind: Option<SocketAddr>,
     announce_ips: Option<Vec<IpAddr>>,
     max_calls: Option<usize>,
+    udp_socket_buffer: Option<usize>,
     video_codecs: Option<Vec<String>>,
     connect_timeout_secs: Option<u64>,
     shutdown_timeout_secs: Option<u64>,
@@ -332,6 +340,13 @@ const METRICS_LISTEN: Key = key!(
 const UDP_BIND: Key = key!("udp_bind", "--udp-bind", "SHOPCALL_UDP_BIND");
 const ANNOUNCE_IPS: Key = key!("announce_ips", "--announce-ip", "SHOPCALL_ANNOUNCE_IP");
 const MAX_CALLS: Key = key!("max_calls", "--max-calls", "SHOPCALL_MAX_CALLS");
+/// The largest media socket buffer accepted (the kernel takes an `int`).
+const MAX_SOCKET_BUFFER: usize = 1 << 30;
+const UDP_SOCKET_BUFFER: Key = key!(
+    "udp_socket_buffer",
+    "--udp-socket-buffer",
+    "SHOPCALL_UDP_SOCKET_BUFFER"
+);
 const VIDEO_CODECS: Key = key!("video_codecs", "--video-codecs", "SHOPCALL_VIDEO_CODECS");
 const CONNECT_TIMEOUT: Key = key!(
     "connect_timeout_secs",
@@ -612,6 +627,21 @@ impl Resolver<'_> {
         }
         self.record(MAX_CALLS, max_calls, max_src);
 
+        let (udp_socket_buffer, buffer_src) = self.pick(
+            UDP_SOCKET_BUFFER,
+            cli.udp_socket_buffer,
+            file.udp_socket_buffer,
+            sfu_defaults.udp_socket_buffer,
+        );
+        if udp_socket_buffer > MAX_SOCKET_BUFFER {
+            bail!(
+                "udp_socket_buffer is {udp_socket_buffer} bytes (from {}): at most \
+                 {MAX_SOCKET_BUFFER} (1 GiB)",
+                self.origin(UDP_SOCKET_BUFFER, buffer_src)
+            );
+        }
+        self.record(UDP_SOCKET_BUFFER, udp_socket_buffer, buffer_src);
+
         let file_codecs = match file.video_codecs {
             Some(names) => Some(
                 names
@@ -806,6 +836,7 @@ impl Resolver<'_> {
             udp_bind,
             announce_ips,
             max_calls,
+            udp_socket_buffer,
             video_codecs,
             connect_timeout: Duration::from_secs(connect_secs),
             disconnect_timeout,
@@ -909,7 +940,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.log_level, DEFAULT_LOG_LEVEL);
         assert!(c.settings().iter().all(|s| s.source == Source::Default));
-        assert_eq!(c.settings().len(), 29);
+        assert_eq!(c.sfu.udp_socket_buffer, 8 << 20);
+        assert_eq!(c.settings().len(), 30);
         let limits = c.sfu.call_limits;
         assert_eq!(limits.ring_timeout, Duration::from_secs(45));
         assert_eq!(limits.max_duration, Duration::from_secs(7200));
@@ -1125,6 +1157,17 @@ mod tests {
     fn bad_values_are_refused_with_their_source() {
         let err = parse(&["--max-calls", "0"]).unwrap_err().to_string();
         assert!(err.contains("max_calls is 0 (from --max-calls)"), "{err}");
+
+        let err = parse(&["--udp-socket-buffer", "2147483648"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("udp_socket_buffer is 2147483648 bytes (from --udp-socket-buffer)"),
+            "{err}"
+        );
+        let c = parse(&["--udp-socket-buffer", "0"]).unwrap();
+        assert_eq!(c.sfu.udp_socket_buffer, 0);
+        assert_eq!(source_of(&c, "udp_socket_buffer"), Source::Flag);
 
         let err = parse(&["--video-codecs", "h264"]).unwrap_err().to_string();
         assert!(err.contains("must contain vp8"), "{err}");

@@ -89,10 +89,13 @@ impl SfuHandle {
             Some(dir) => Some(recording::RecorderLink::start(dir)?),
             None => None,
         };
-        let socket = MediaSocket::bind(config.udp_bind).map_err(|source| StartError::Bind {
-            addr: config.udp_bind,
-            source,
-        })?;
+        let socket =
+            MediaSocket::bind(config.udp_bind, config.udp_socket_buffer).map_err(|source| {
+                StartError::Bind {
+                    addr: config.udp_bind,
+                    source,
+                }
+            })?;
         let media_addr = socket.local_addr();
         let candidates: Vec<SocketAddr> = announce_ips(&config, media_addr)
             .into_iter()
