@@ -337,8 +337,9 @@ async fn run(
     let mut held: Option<crate::engine::Transmit> = None;
     let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
-        // 1. Everything the last input produced goes out, in batches (one sendmmsg per up to
-        //    64 datagrams that share a source address).
+        // 1. Everything the last input produced goes out, in batches of up to 64 datagrams
+        //    that share a source address (GSO for same-destination runs, sendmmsg for the
+        //    rest: `MediaSocket::send_batch`).
         while let Some(first) = engine.poll_transmit() {
             let src = src_of(&src_ips, first.source);
             outgoing.clear();
@@ -353,13 +354,11 @@ async fn run(
                     None => break,
                 }
             }
-            let batch: Vec<(SocketAddr, &[u8])> = outgoing
+            let mut batch: Vec<(SocketAddr, &[u8])> = outgoing
                 .iter()
                 .map(|t| (t.destination, &t.contents[..]))
                 .collect();
-            if let Err(e) = socket.send_batch(&batch, src).await {
-                tracing::debug!(error = %e, "send failed");
-            }
+            socket.send_batch(&mut batch, src).await;
             if let Some(t) = held.take() {
                 engine.requeue_transmit(t);
             }
