@@ -400,6 +400,15 @@ impl Net {
     fn new(config: NetConfig) -> anyhow::Result<Net> {
         let std_socket = bind(&config)?;
         let state = UdpSocketState::new((&std_socket).into()).context("quinn-udp socket state")?;
+        // quinn-udp turns UDP GRO on; the SFU sends runs of one frame's packets as one GSO
+        // send, which GRO would hand over as one buffer larger than a slot. One datagram per
+        // slot, as a browser reads them.
+        nix::sys::socket::setsockopt(
+            &std_socket,
+            nix::sys::socket::sockopt::UdpGroSegment,
+            &false,
+        )
+        .context("turning UDP GRO off")?;
         let port = std_socket.local_addr()?.port();
         let mut socket = UdpSocket::from_std(std_socket);
         let poll = Poll::new()?;

@@ -141,6 +141,18 @@ impl MediaSocket {
             }
         }
         let state = UdpSocketState::new((&std_socket).into())?;
+        // quinn-udp turns UDP GRO on, which lets the kernel hand over several datagrams from
+        // one sender as one buffer of up to 64 KiB (from a GSO sender, or coalesced by a
+        // NIC's GRO): a 2,048-byte slot would cut it and lose all but the first. Off, every
+        // datagram lands in a slot of its own. (Receive-side coalescing would need 64 KiB
+        // slots; WebRTC clients do not send GSO.)
+        if let Err(e) = nix::sys::socket::setsockopt(
+            &std_socket,
+            nix::sys::socket::sockopt::UdpGroSegment,
+            &false,
+        ) {
+            tracing::debug!(error = %e, "turning UDP GRO off failed (a kernel without it)");
+        }
         let io = tokio::net::UdpSocket::from_std(std_socket)?;
         let local = io.local_addr()?;
         let batch = quinn_udp::BATCH_SIZE.max(1);
@@ -473,6 +485,31 @@ mod tests {
                 assert_eq!(from, socket.local_addr());
                 assert_eq!(&buf[..n], &w[..], "receiver {r}, datagram {k}");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gso_run_between_two_media_sockets_arrives_as_separate_datagrams() {
+        // The receiving socket must not coalesce (GRO) what its 2,048-byte slots cannot hold:
+        // a run of five 1,100-byte segments would arrive as one 5,500-byte datagram, cut.
+        let mut sender = MediaSocket::bind(loopback(), 0).unwrap();
+        let mut receiver = MediaSocket::bind(loopback(), 1 << 20).unwrap();
+        let to = receiver.local_addr();
+        let owned: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1100]).collect();
+        let mut batch: Vec<(SocketAddr, &[u8])> = owned.iter().map(|d| (to, &d[..])).collect();
+        sender.send_batch(&mut batch, None).await;
+        let mut got = Vec::new();
+        while got.len() < owned.len() {
+            tokio::time::timeout(std::time::Duration::from_secs(5), receiver.readable())
+                .await
+                .expect("datagrams lost")
+                .unwrap();
+            receiver.try_recv_batch(&mut got).unwrap();
+        }
+        let sizes: Vec<usize> = got.iter().map(|d| d.data.len()).collect();
+        assert_eq!(sizes, vec![1100; 5]);
+        for (i, d) in got.iter().enumerate() {
+            assert!(d.data.iter().all(|b| *b == i as u8), "datagram {i}");
         }
     }
 }
