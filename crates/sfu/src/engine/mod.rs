@@ -277,8 +277,11 @@ impl Engine {
     /// (RFC 7675, every 2 to 6 s) among it. The first check from the new address is a valid
     /// check from an unknown address: RFC 8445 §7.3.1.3 makes it a peer-reflexive candidate,
     /// and `bind_addr` lets it send. Where to *send* moves:
-    /// - at once on a nominated check (USE-CANDIDATE, RFC 8445 §7.3.1.5): the controlling
-    ///   agent says which pair to use (after an ICE restart, or a client that renominates);
+    /// - on a nominated check (USE-CANDIDATE, RFC 8445 §7.3.1.5): the controlling agent says
+    ///   which pair to use (a client that renominates). As §7.3.1.5 asks of a pair that was not
+    ///   valid yet, the nomination takes effect once the pair proves itself: the next SRTP or
+    ///   SRTCP from that address (a replayed check could not be followed by fresh SRTP; our
+    ///   triggered check's response would be the RFC's proof, but rtc does not surface it);
     /// - otherwise when the current path has been silent for [`PATH_SILENCE`] while the new,
     ///   verified address carries authenticated traffic. RFC 7675 ties consent to a 5-tuple,
     ///   refreshed by checks: the old mapping gets none and no media any more, the new one
@@ -296,15 +299,22 @@ impl Engine {
         };
         if from == path {
             p.path_rx = now;
-            if matches!(proof, Proof::Check { .. }) {
+            if let Proof::Check { nominates } = proof {
                 p.transport.refresh_path(now);
+                if nominates {
+                    p.nominated = None;
+                }
             }
             return;
         }
-        let nominated = matches!(proof, Proof::Check { nominates: true });
+        if let Proof::Check { nominates: true } = proof {
+            p.nominated = Some(from);
+        }
+        let nominated = matches!(proof, Proof::Media) && p.nominated == Some(from);
         if !nominated && now.saturating_duration_since(p.path_rx) < PATH_SILENCE {
             return;
         }
+        p.nominated = None;
         tracing::info!(participant = %id, from = %path, to = %from, nominated, "remote path moved");
         p.transport.move_path(from, now);
         p.path_rx = now;
