@@ -35,9 +35,28 @@ pub fn classify(datagram: &[u8]) -> Option<DatagramKind> {
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const STUN_HEADER: usize = 20;
 const ATTR_USERNAME: u16 = 0x0006;
+const ATTR_USE_CANDIDATE: u16 = 0x0025;
 
 /// The local (server) part of a STUN request's USERNAME, without allocating.
 pub fn stun_local_ufrag(datagram: &[u8]) -> Result<&str, DropReason> {
+    let value = stun_attribute(datagram, ATTR_USERNAME)?.ok_or(DropReason::MalformedStun)?;
+    let username = std::str::from_utf8(value).map_err(|_| DropReason::MalformedStun)?;
+    let local = username.split(':').next().unwrap_or_default();
+    if local.is_empty() {
+        Err(DropReason::MalformedStun)
+    } else {
+        Ok(local)
+    }
+}
+
+/// Whether a STUN request carries USE-CANDIDATE: the controlling agent nominates the pair it
+/// came on (RFC 8445 §7.1.2). Says nothing about its integrity: the transport checks that.
+pub fn stun_nominates(datagram: &[u8]) -> bool {
+    matches!(stun_attribute(datagram, ATTR_USE_CANDIDATE), Ok(Some(_)))
+}
+
+/// The value of the first attribute `typ` of a STUN message, without allocating.
+fn stun_attribute(datagram: &[u8], typ: u16) -> Result<Option<&[u8]>, DropReason> {
     if datagram.len() < STUN_HEADER || datagram[4..8] != STUN_MAGIC_COOKIE {
         return Err(DropReason::MalformedStun);
     }
@@ -47,27 +66,21 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Result<&str, DropReason> {
     }
     let mut i = STUN_HEADER;
     while i + 4 <= datagram.len() {
-        let typ = u16::from_be_bytes([datagram[i], datagram[i + 1]]);
+        let t = u16::from_be_bytes([datagram[i], datagram[i + 1]]);
         let len = u16::from_be_bytes([datagram[i + 2], datagram[i + 3]]) as usize;
         let value = datagram
             .get(i + 4..i + 4 + len)
             .ok_or(DropReason::MalformedStun)?;
-        if typ == ATTR_USERNAME {
-            let username = std::str::from_utf8(value).map_err(|_| DropReason::MalformedStun)?;
-            let local = username.split(':').next().unwrap_or_default();
-            return if local.is_empty() {
-                Err(DropReason::MalformedStun)
-            } else {
-                Ok(local)
-            };
+        if t == typ {
+            return Ok(Some(value));
         }
         i += 4 + len.div_ceil(4) * 4;
     }
-    Err(DropReason::MalformedStun)
+    Ok(None)
 }
 
 /// Whether a STUN message is a request (class bits C1 and C0 both zero).
-fn is_stun_request(datagram: &[u8]) -> bool {
+pub fn is_stun_request(datagram: &[u8]) -> bool {
     datagram.len() >= 2 && datagram[0] & 0x01 == 0 && datagram[1] & 0x10 == 0
 }
 
@@ -194,6 +207,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn use_candidate_is_found_among_the_attributes() {
+        let plain = stun_request("srv1:cli");
+        assert!(!stun_nominates(&plain));
+        let mut nominating = plain.clone();
+        nominating.extend_from_slice(&ATTR_USE_CANDIDATE.to_be_bytes());
+        nominating.extend_from_slice(&[0, 0]);
+        let len = (nominating.len() - STUN_HEADER) as u16;
+        nominating[2..4].copy_from_slice(&len.to_be_bytes());
+        assert!(stun_nominates(&nominating));
+        assert_eq!(stun_local_ufrag(&nominating), Ok("srv1"));
+        // The attribute type inside another attribute's value is not the attribute.
+        let hidden = stun_request("\0\x25\0\0:x");
+        assert!(!stun_nominates(&hidden));
+    }
+
+    #[test]
     fn garbage_is_classified_not_trusted() {
         let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let d = Demux::default();
@@ -220,6 +249,7 @@ pub(crate) mod tests {
         #[test]
         fn stun_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
             let _ = stun_local_ufrag(&bytes);
+            let _ = stun_nominates(&bytes);
         }
     }
 }

@@ -39,6 +39,10 @@ pub(crate) struct Participant {
     pub transport_state: ConnectionState,
     /// Last datagram accepted from a verified address.
     pub last_rx: Instant,
+    /// Last datagram accepted from the address we send to (see `Engine::follow_path`).
+    pub path_rx: Instant,
+    /// Another verified address a check nominated (USE-CANDIDATE), until the path moves there.
+    pub nominated: Option<SocketAddr>,
     /// Since when it is disconnected, while it is.
     pub disconnected_since: Option<Instant>,
     pub joined_at: Instant,

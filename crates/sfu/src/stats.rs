@@ -22,7 +22,8 @@ pub enum DropReason {
     UnknownUfrag,
     /// DTLS or SRTP from an address that no participant's ICE checks came from.
     UnknownSource,
-    /// The participant's transport refused the datagram (bad SRTP auth, replay, bad DTLS...).
+    /// The participant's transport refused the datagram (bad SRTP auth, replay, bad DTLS, a
+    /// STUN check it did not answer: wrong MESSAGE-INTEGRITY...).
     TransportRejected,
     /// RTP on an SSRC that belongs to no negotiated track.
     UnknownSsrc,
@@ -334,6 +335,9 @@ pub struct EngineMetrics {
     pub ice_failures: u64,
     /// Transports that failed during DTLS (or after connecting).
     pub dtls_failures: u64,
+    /// Times a participant's media path moved to another ICE-verified address without an
+    /// ICE restart (NAT rebinding).
+    pub path_moves: u64,
     /// Keyframe requests forwarded upstream.
     pub keyframe_requests: u64,
     /// Retransmissions participants asked for (NACK) beyond their budget, not sent.

@@ -359,6 +359,60 @@ impl SimClient {
         &self.stats
     }
 
+    /// A STUN binding request as this client's ICE agent (controlling) sends it to the SFU:
+    /// its credentials from the offer/answer, USE-CANDIDATE when `nominate`. With `password`,
+    /// MESSAGE-INTEGRITY is keyed with that instead of the SFU's ICE password (a forgery).
+    pub fn binding_request(&self, nominate: bool, password: Option<&str>) -> Vec<u8> {
+        use rtc::ice::attributes::control::AttrControlling;
+        use rtc::ice::attributes::priority::PriorityAttr;
+        use rtc::ice::attributes::use_candidate::UseCandidateAttr;
+        use rtc::stun::attributes::ATTR_USERNAME;
+        use rtc::stun::fingerprint::FINGERPRINT;
+        use rtc::stun::integrity::MessageIntegrity;
+        use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+        use rtc::stun::textattrs::Username;
+
+        let sdp_value = |sdp: &str, key: &str| {
+            sdp.lines()
+                .find_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+                .expect("ICE credentials in the SDP")
+        };
+        let local = self.pc.local_description().expect("offer set").sdp;
+        let remote = self
+            .pc
+            .remote_description()
+            .expect("answer set")
+            .sdp
+            .clone();
+        let client_ufrag = sdp_value(&local, "a=ice-ufrag:");
+        let server_ufrag = sdp_value(&remote, "a=ice-ufrag:");
+        let server_pwd = sdp_value(&remote, "a=ice-pwd:");
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
+        let mut setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(BINDING_REQUEST),
+            Box::new(TransactionId::new()),
+            Box::new(Username::new(
+                ATTR_USERNAME,
+                format!("{server_ufrag}:{client_ufrag}"),
+            )),
+            Box::new(AttrControlling(7)),
+            Box::new(PriorityAttr(1_853_824_767)),
+        ];
+        if nominate {
+            setters.push(Box::<UseCandidateAttr>::default());
+        }
+        setters.push(Box::new(
+            MessageIntegrity::new_short_term_integrity_with_provider(
+                password.unwrap_or(&server_pwd).to_owned(),
+                provider.crypto(),
+            ),
+        ));
+        setters.push(Box::new(FINGERPRINT));
+        let mut msg = Message::new();
+        msg.build(&setters).expect("a well-formed binding request");
+        msg.raw
+    }
+
     /// The client's own SSRC for `kind`.
     pub fn ssrc(&self, kind: MediaKind) -> Option<u32> {
         match kind {
@@ -550,6 +604,8 @@ pub struct SimNet {
     events: Vec<Event>,
     counter: u32,
     recording: SimRecording,
+    /// Datagrams the engine sent, by destination (delivered or not).
+    sent_to: std::collections::HashMap<SocketAddr, u64>,
 }
 
 /// The recording side of a [`SimNet`]: a [`Recorder`](crate::recording::Recorder) (the
@@ -582,6 +638,7 @@ impl SimNet {
             events: Vec::new(),
             counter: 0,
             recording: SimRecording::default(),
+            sent_to: std::collections::HashMap::new(),
         }
     }
 
@@ -681,6 +738,11 @@ impl SimNet {
     pub fn inject_from_client(&mut self, c: ClientId, bytes: &[u8]) {
         let from = self.clients[c].addr;
         self.inject(from, bytes);
+    }
+
+    /// How many datagrams the engine has sent to `addr` so far (whether anyone was there).
+    pub fn sent_to(&self, addr: SocketAddr) -> u64 {
+        self.sent_to.get(&addr).copied().unwrap_or(0)
     }
 
     /// Client `c` sends one audio packet (a 20 ms Opus-like frame of
@@ -946,6 +1008,7 @@ impl SimNet {
                 c.drain(now, &mut self.outbox);
             }
             while let Some(t) = self.engine.poll_transmit() {
+                *self.sent_to.entry(t.destination).or_default() += 1;
                 self.outbox.push_back((t.destination, t.source, t.contents));
             }
             self.pump_recording();

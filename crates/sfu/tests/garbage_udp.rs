@@ -100,6 +100,7 @@ fn a_forged_ice_check_does_not_bind_an_address() {
     );
     let dropped = net.engine.metrics().dropped;
     assert_eq!(dropped.get(DropReason::UnknownSource), 1, "{dropped:?}");
+    assert_eq!(dropped.get(DropReason::TransportRejected), 1, "{dropped:?}");
 }
 
 #[test]

@@ -95,6 +95,20 @@ pub struct JoinAnswer {
 /// How often the liveness sweep and the bandwidth tick run while there are participants.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// What an authenticated datagram from a verified address was (see `Engine::follow_path`).
+#[derive(Debug, Clone, Copy)]
+enum Proof {
+    /// A STUN check the transport answered; `nominates` when it carried USE-CANDIDATE.
+    Check { nominates: bool },
+    /// SRTP or SRTCP the transport decrypted.
+    Media,
+}
+
+/// How long the path we send to must have been silent before an authenticated datagram from
+/// another verified address of the participant moves it there (NAT rebinding; see
+/// `Engine::follow_path`). A live path carries audio every 20 ms and RTCP every second.
+pub(crate) const PATH_SILENCE: Duration = Duration::from_secs(2);
+
 /// Timers never spin: a deadline at or before `now` is retried this much later.
 const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
 
@@ -199,16 +213,25 @@ impl Engine {
             self.metrics.dropped.add(DropReason::UnknownSource);
             return;
         };
-        let media = crate::demux::classify(&datagram) == Some(crate::demux::DatagramKind::Rtp);
-        if p.transport
+        let kind = crate::demux::classify(&datagram);
+        let media = kind == Some(crate::demux::DatagramKind::Rtp);
+        let check = kind == Some(crate::demux::DatagramKind::Stun)
+            && crate::demux::is_stun_request(&datagram);
+        let nominates = check && crate::demux::stun_nominates(&datagram);
+        let on_path = p.transport.remote_path() == Some(from);
+        let accepted = p
+            .transport
             .handle_datagram(now, local, from, datagram, media)
-            .is_err()
-        {
+            .is_ok();
+        if !accepted {
             p.dropped.add(DropReason::TransportRejected);
             self.metrics.dropped.add(DropReason::TransportRejected);
         } else if !is_new {
             // Only traffic from a verified address proves the participant is alive.
             p.last_rx = now;
+            if media && on_path {
+                p.path_rx = now;
+            }
             if p.state == ConnectionState::Disconnected
                 && p.transport_state == ConnectionState::Connected
             {
@@ -217,18 +240,89 @@ impl Engine {
         }
         let queued = self.transmits.len();
         self.drain(id, now);
-        // A new address becomes the participant's only once its STUN check passed: the
-        // transport answers a check only when its MESSAGE-INTEGRITY (keyed by the ICE
-        // password from the SDP exchange) is valid. A forged check from elsewhere binds
-        // nothing, so only ICE-verified addresses may send media for a participant.
-        if is_new
+        // A check passed when the transport answered it (or sent a triggered check back):
+        // it does only when its MESSAGE-INTEGRITY, keyed by the ICE password from the SDP
+        // exchange, is valid. A forged check proves nothing.
+        let passed = check
             && self
                 .transmits
                 .iter()
                 .skip(queued)
-                .any(|t| t.destination == from)
-        {
+                .any(|t| t.destination == from);
+        if accepted && check && !passed {
+            // Refused without a word by the agent (wrong password, wrong ufrag pair).
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.dropped.add(DropReason::TransportRejected);
+            }
+            self.metrics.dropped.add(DropReason::TransportRejected);
+        }
+        // A new address becomes the participant's only once its check passed, so only
+        // ICE-verified addresses may send media for a participant.
+        if is_new && passed {
             self.bind_addr(id, from);
+        }
+        if accepted && passed {
+            self.follow_path(id, from, Proof::Check { nominates }, now);
+        } else if accepted && media && !is_new && !on_path {
+            self.follow_path(id, from, Proof::Media, now);
+        }
+    }
+
+    /// Keeps the path we send to on the address the participant uses, after an authenticated
+    /// datagram from `from` (a check that passed, or SRTP/SRTCP from a verified address).
+    ///
+    /// The participant's full-ICE agent chose the pair and rtc's ICE-lite agent keeps the
+    /// first one nominated. When the client's NAT rebinds, the client does not know: it goes
+    /// on sending on the same pair, now from a new mapped address, with its consent checks
+    /// (RFC 7675, every 2 to 6 s) among it. The first check from the new address is a valid
+    /// check from an unknown address: RFC 8445 §7.3.1.3 makes it a peer-reflexive candidate,
+    /// and `bind_addr` lets it send. Where to *send* moves:
+    /// - on a nominated check (USE-CANDIDATE, RFC 8445 §7.3.1.5): the controlling agent says
+    ///   which pair to use (a client that renominates). As §7.3.1.5 asks of a pair that was not
+    ///   valid yet, the nomination takes effect once the pair proves itself: the next SRTP or
+    ///   SRTCP from that address (a replayed check could not be followed by fresh SRTP; our
+    ///   triggered check's response would be the RFC's proof, but rtc does not surface it);
+    /// - otherwise when the current path has been silent for [`PATH_SILENCE`] while the new,
+    ///   verified address carries authenticated traffic. RFC 7675 ties consent to a 5-tuple,
+    ///   refreshed by checks: the old mapping gets none and no media any more, the new one
+    ///   both. A check from a backup pair while the current path is busy moves nothing.
+    ///
+    /// The old addresses are then forgotten: they may not send media until a check from them
+    /// passes again.
+    fn follow_path(&mut self, id: ParticipantId, from: SocketAddr, proof: Proof, now: Instant) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        // Not connected yet: the agent selects the first pair itself.
+        let Some(path) = p.transport.remote_path() else {
+            return;
+        };
+        if from == path {
+            p.path_rx = now;
+            if let Proof::Check { nominates } = proof {
+                p.transport.refresh_path(now);
+                if nominates {
+                    p.nominated = None;
+                }
+            }
+            return;
+        }
+        if let Proof::Check { nominates: true } = proof {
+            p.nominated = Some(from);
+        }
+        let nominated = matches!(proof, Proof::Media) && p.nominated == Some(from);
+        if !nominated && now.saturating_duration_since(p.path_rx) < PATH_SILENCE {
+            return;
+        }
+        p.nominated = None;
+        tracing::info!(participant = %id, from = %path, to = %from, nominated, "remote path moved");
+        p.transport.move_path(from, now);
+        p.path_rx = now;
+        self.metrics.path_moves += 1;
+        let forgotten: Vec<SocketAddr> = p.addrs.iter().copied().filter(|a| *a != from).collect();
+        p.addrs.retain(|a| *a == from);
+        for addr in forgotten {
+            self.demux.unbind_addr(&addr);
         }
     }
 

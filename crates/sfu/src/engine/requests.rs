@@ -385,6 +385,8 @@ impl Engine {
                 deadline: None,
                 transport_state: ConnectionState::New,
                 last_rx: now,
+                path_rx: now,
+                nominated: None,
                 disconnected_since: None,
                 audio_rate: Default::default(),
                 next_quality: now + self.config.bandwidth.quality_interval,

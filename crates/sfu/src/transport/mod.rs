@@ -174,6 +174,12 @@ pub(crate) struct Transport {
     legs: Vec<SendLeg>,
     mline_kinds: Vec<(String, MediaKind, u8)>,
     pending: VecDeque<Inbound>,
+    /// Where rtc's ICE agent sends DTLS and SRTP: (remote, local) of its selected pair, as
+    /// last seen on a transmit.
+    ice_path: Option<(SocketAddr, SocketAddr)>,
+    /// Where DTLS and SRTP go instead, after the engine moved the path (NAT rebinding; see
+    /// [`Transport::move_path`]).
+    path: Option<SocketAddr>,
 }
 
 impl Transport {
@@ -395,6 +401,8 @@ impl Transport {
                 legs,
                 mline_kinds,
                 pending: VecDeque::new(),
+                ice_path: None,
+                path: None,
             },
             answer_sdp,
         ))
@@ -409,6 +417,10 @@ impl Transport {
         self.pc
             .set_remote_description(now, offer)
             .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        // The agent selects a pair afresh (the client's nomination); until then nothing is
+        // sent but STUN, and there is no path to move.
+        self.path = None;
+        self.ice_path = None;
         let answer = self
             .pc
             .create_answer(None)
@@ -647,11 +659,65 @@ impl Transport {
         None
     }
 
-    /// Next datagram to send: (destination, bytes).
+    /// Next datagram to send: (destination, source, bytes).
+    ///
+    /// STUN goes where the ICE agent addressed it (a response to the address its request came
+    /// from). DTLS, SRTP and SRTCP follow the agent's selected pair, or the moved path.
     pub(crate) fn poll_transmit(&mut self) -> Option<(SocketAddr, SocketAddr, BytesMut)> {
-        self.pc
-            .poll_write()
-            .map(|m| (m.transport.peer_addr, m.transport.local_addr, m.message))
+        let m = self.pc.poll_write()?;
+        let (mut destination, local) = (m.transport.peer_addr, m.transport.local_addr);
+        if crate::demux::classify(&m.message) != Some(crate::demux::DatagramKind::Stun) {
+            self.ice_path = Some((destination, local));
+            if let Some(path) = self.path {
+                destination = path;
+            }
+        }
+        Some((destination, local, m.message))
+    }
+
+    /// The remote address DTLS and SRTP go to, once the agent selected a pair.
+    pub(crate) fn remote_path(&self) -> Option<SocketAddr> {
+        self.path.or(self.ice_path.map(|(remote, _)| remote))
+    }
+
+    /// Sends DTLS and SRTP to `to` from now on: an address the engine saw pass an ICE check
+    /// (its NAT rebound). rtc's ICE-lite agent cannot switch its selected pair once it has
+    /// one (it takes the first nominated pair and keeps it until an ICE restart), and DTLS
+    /// and SRTP above it do not depend on addresses, so the destination is rewritten here.
+    pub(crate) fn move_path(&mut self, to: SocketAddr, now: Instant) {
+        let selected = self.ice_path.map(|(remote, _)| remote);
+        self.path = (selected != Some(to)).then_some(to);
+        self.refresh_path(now);
+    }
+
+    /// Tells the agent that its selected pair is alive, after a check on the moved path
+    /// passed. Its liveness timers (disconnected after 5 s, failed after 30 s, then every
+    /// candidate is dropped) only count STUN from the selected pair's address, which the
+    /// client no longer uses. A binding indication (no attributes, never on the wire) from
+    /// that address is the one input that refreshes it and does nothing else.
+    pub(crate) fn refresh_path(&mut self, now: Instant) {
+        let (Some(path), Some((remote, local))) = (self.path, self.ice_path) else {
+            return;
+        };
+        if path == remote {
+            return;
+        }
+        let mut indication = BytesMut::with_capacity(20);
+        // Binding indication (0x0011), no body, magic cookie, a zero transaction id.
+        indication.extend_from_slice(&[0x00, 0x11, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]);
+        indication.extend_from_slice(&[0; 12]);
+        if let Err(e) = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: remote,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: indication,
+        }) {
+            tracing::debug!(error = %e, "refreshing the selected ICE pair");
+        }
     }
 
     /// The transport's next deadline.
