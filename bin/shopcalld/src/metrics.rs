@@ -194,6 +194,7 @@ pub struct Metrics {
     datagrams_sent: IntCounter,
     ice_failures: IntCounter,
     dtls_failures: IntCounter,
+    path_moves: IntCounter,
     keyframe_requests: IntCounter,
     calls_created: IntCounter,
     calls_ended: IntCounterVec,
@@ -320,6 +321,11 @@ impl Metrics {
                 &r,
                 "shopcall_dtls_failures_total",
                 "Participant transports that failed during DTLS or after connecting.",
+            ),
+            path_moves: counter(
+                &r,
+                "shopcall_path_moves_total",
+                "Media paths moved to another ICE-verified address without an ICE restart (NAT rebinding).",
             ),
             keyframe_requests: counter(
                 &r,
@@ -526,6 +532,7 @@ impl Metrics {
         advance(&self.datagrams_sent, e.datagrams_out);
         advance(&self.ice_failures, e.ice_failures);
         advance(&self.dtls_failures, e.dtls_failures);
+        advance(&self.path_moves, e.path_moves);
         advance(&self.keyframe_requests, e.keyframe_requests);
         advance(&self.calls_created, e.calls_created);
     }
@@ -770,6 +777,7 @@ mod tests {
             "shopcall_datagrams_sent_total",
             "shopcall_ice_failures_total",
             "shopcall_dtls_failures_total",
+            "shopcall_path_moves_total",
             "shopcall_keyframe_requests_total",
             "shopcall_calls_created_total",
             "shopcall_calls_ended_total{reason=\"server_shutdown\"}",

@@ -124,6 +124,7 @@ async fn metrics_serve_prometheus_text_with_every_metric_name() {
         "shopcall_datagrams_sent_total",
         "shopcall_ice_failures_total",
         "shopcall_dtls_failures_total",
+        "shopcall_path_moves_total 0",
         "shopcall_keyframe_requests_total",
         "shopcall_calls_created_total 1",
         "shopcall_calls_ended_total{reason=\"requested\"} 0",
