@@ -78,20 +78,7 @@ fn customer_audio(call: &LiveCall) -> u64 {
 
 /// Every event of the daemon, in a channel.
 async fn watch_all(client: &mut CallServiceClient<Channel>) -> mpsc::UnboundedReceiver<pb::Event> {
-    let mut stream = client
-        .watch_events(pb::WatchEventsRequest::default())
-        .await
-        .expect("WatchEvents starts")
-        .into_inner();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            if let Some(e) = msg.event {
-                let _ = tx.send(e);
-            }
-        }
-    });
-    rx
+    common::watch_events(client, "").await
 }
 
 /// The `CallEnded` of `call`, waiting up to `limit`.

@@ -17,7 +17,6 @@ use shopcall_peer::{KindStats, MediaPlan, PeerConfig, PeerStats, TestPeer};
 use shopcall_proto::v1 as pb;
 use shopcall_proto::v1::call_service_client::CallServiceClient;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,20 +34,7 @@ async fn join(
     let peer = TestPeer::new(PeerConfig::named(name))
         .await
         .expect("peer starts");
-    let offer = peer.create_offer().await.expect("peer offers");
-    let joined = client
-        .join(pb::JoinRequest {
-            call_id: call.to_owned(),
-            role: role as i32,
-            sdp_offer: offer,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
-        .into_inner();
-    peer.set_answer(&joined.sdp_answer)
-        .await
-        .unwrap_or_else(|e| panic!("{name} refused the answer: {e}\n{}", joined.sdp_answer));
+    let joined = common::join_peer(client, &peer, call, role, common::no_tracks).await;
     (peer, joined.participant_id)
 }
 
@@ -109,20 +95,8 @@ async fn two_peers_call_through_the_daemon() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
 
-    // Watch everything from the start; a task moves events into a channel.
-    let mut stream = client
-        .watch_events(pb::WatchEventsRequest::default())
-        .await
-        .expect("WatchEvents starts")
-        .into_inner();
-    let (event_tx, mut events) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            if let Some(e) = msg.event {
-                let _ = event_tx.send(e);
-            }
-        }
-    });
+    // Watch everything from the start.
+    let mut events = common::watch_events(&mut client, "").await;
 
     let call = client
         .create_call(pb::CreateCallRequest::default())

@@ -24,7 +24,6 @@ use shopcall_peer::{MediaPlan, PeerConfig, PeerStats, TestPeer};
 use shopcall_proto::v1 as pb;
 use shopcall_proto::v1::call_service_client::CallServiceClient;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -75,22 +74,8 @@ async fn join(
     config: PeerConfig,
     camera: pb::Source,
 ) -> (TestPeer, pb::JoinResponse) {
-    let name = config.name.clone();
     let peer = TestPeer::new(config).await.expect("peer starts");
-    let offer = peer.create_offer().await.expect("peer offers");
-    let joined = client
-        .join(pb::JoinRequest {
-            call_id: call.to_owned(),
-            role: role as i32,
-            tracks: declare(&offer, camera),
-            sdp_offer: offer,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
-        .into_inner();
-    peer.set_answer(&joined.sdp_answer)
-        .await
-        .unwrap_or_else(|e| panic!("{name} refused the answer: {e}\n{}", joined.sdp_answer));
+    let joined = common::join_peer(client, &peer, call, role, |offer| declare(offer, camera)).await;
     (peer, joined)
 }
 
@@ -101,27 +86,12 @@ async fn wait_until(peer: &TestPeer, limit: Duration, cond: impl Fn(&PeerStats) 
         .is_some()
 }
 
-/// A task moves the call's events into a channel, so the test can wait for them in order.
+/// The call's events in a channel, so the test can wait for them in order.
 async fn watch(
     client: &mut CallServiceClient<Channel>,
     call: &str,
 ) -> mpsc::UnboundedReceiver<pb::Event> {
-    let mut stream = client
-        .watch_events(pb::WatchEventsRequest {
-            call_id: call.to_owned(),
-        })
-        .await
-        .expect("WatchEvents starts")
-        .into_inner();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            if let Some(e) = msg.event {
-                let _ = tx.send(e);
-            }
-        }
-    });
-    rx
+    common::watch_events(client, call).await
 }
 
 /// The first event (within `limit`) that `pick` accepts; earlier ones are skipped.

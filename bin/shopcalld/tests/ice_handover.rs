@@ -29,8 +29,6 @@ use netem::netns::{self, NsRuntime, Star};
 use shopcall_peer::{MediaPlan, PeerConfig, TestPeer};
 use shopcall_proto::v1 as pb;
 use shopcall_proto::v1::call_service_client::CallServiceClient;
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -79,19 +77,9 @@ async fn join(
     call: &str,
     role: pb::Role,
 ) -> String {
-    let offer = peer.create_offer().await.expect("offer");
-    let joined = client
-        .join(pb::JoinRequest {
-            call_id: call.to_owned(),
-            role: role as i32,
-            sdp_offer: offer,
-            ..Default::default()
-        })
+    common::join_peer(client, peer, call, role, common::no_tracks)
         .await
-        .expect("join")
-        .into_inner();
-    peer.set_answer(&joined.sdp_answer).await.expect("answer");
-    joined.participant_id
+        .participant_id
 }
 
 /// The addresses of `a=candidate` lines of an SDP.
@@ -153,19 +141,7 @@ async fn a_customer_moves_to_a_new_address_restarts_ice_and_the_call_goes_on() {
         .expect("gRPC connects inside the hub");
     let mut client = CallServiceClient::new(channel);
 
-    let mut watch = client
-        .watch_events(pb::WatchEventsRequest::default())
-        .await
-        .expect("WatchEvents")
-        .into_inner();
-    let (event_tx, mut events) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(msg)) = watch.next().await {
-            if let Some(e) = msg.event {
-                let _ = event_tx.send(e);
-            }
-        }
-    });
+    let mut events = common::watch_events(&mut client, "").await;
 
     let merchant_ip = IpAddr::V4(merchant_veth.spoke_ip);
     let merchant = merchant_rt

@@ -644,6 +644,11 @@ impl TestPeer {
         self.local_sdp_after_gathering().await
     }
 
+    /// The name this peer was configured with ([`PeerConfig::name`]).
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
     /// The state of the connection now.
     pub fn connection_state(&self) -> String {
         self.shared.state.borrow().to_string()

@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shopcall_peer::TestPeer;
+use shopcall_proto::v1 as pb;
 use shopcall_proto::v1::call_service_client::CallServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -253,4 +255,61 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every event of `call` (or of every call when `call` is empty), moved into a channel by a
+/// task, so a test can wait for them in order.
+pub async fn watch_events(
+    client: &mut CallServiceClient<Channel>,
+    call: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<pb::Event> {
+    use tokio_stream::StreamExt;
+    let mut stream = client
+        .watch_events(pb::WatchEventsRequest {
+            call_id: call.to_owned(),
+        })
+        .await
+        .expect("WatchEvents starts")
+        .into_inner();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Some(e) = msg.event {
+                let _ = tx.send(e);
+            }
+        }
+    });
+    rx
+}
+
+/// Joins `peer` to `call` as `role` with the declared `tracks` (none: the daemon's defaults)
+/// and applies the answer; panics with the peer's name on a refusal.
+pub async fn join_peer(
+    client: &mut CallServiceClient<Channel>,
+    peer: &TestPeer,
+    call: &str,
+    role: pb::Role,
+    tracks: impl FnOnce(&str) -> Vec<pb::DeclaredTrack>,
+) -> pb::JoinResponse {
+    let name = peer.name().to_owned();
+    let offer = peer.create_offer().await.expect("peer offers");
+    let joined = client
+        .join(pb::JoinRequest {
+            call_id: call.to_owned(),
+            role: role as i32,
+            tracks: tracks(&offer),
+            sdp_offer: offer,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
+        .into_inner();
+    peer.set_answer(&joined.sdp_answer)
+        .await
+        .unwrap_or_else(|e| panic!("{name} refused the answer: {e}\n{}", joined.sdp_answer));
+    joined
+}
+
+/// No declared tracks (for [`join_peer`]).
+pub fn no_tracks(_offer: &str) -> Vec<pb::DeclaredTrack> {
+    Vec::new()
 }
