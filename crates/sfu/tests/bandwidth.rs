@@ -239,3 +239,159 @@ fn ten_percent_loss_and_150_ms_rtt_keep_video_decodable_and_audio_flowing() {
         stats.keyframe_requests_received
     );
 }
+
+/// One 20 ms slot of the merchant's media: an audio packet, and (when `video`) a simulcast
+/// frame in 3 slots of 5 (30 fps).
+fn slot(net: &mut SimNet, i: u64, video: bool) {
+    net.send_audio(MERCHANT);
+    if video && i % 5 < 3 {
+        net.send_simulcast_frame(MERCHANT, false);
+    }
+    net.run_for(Duration::from_millis(20));
+}
+
+/// A CPU stall at the customer (its browser too busy to keep up with its socket, as under
+/// heavy load): for `hold`, what the SFU sends is read `lag` late, then the backlog is read
+/// all at once. To the delay-based controller that is a standing queue of `lag`. Emulated
+/// with the downlink's one-way delay (lowered no faster than time passes: nothing is
+/// reordered). Returns the slot counter.
+fn cpu_stall(net: &mut SimNet, link_bps: u64, mut i: u64, lag: Duration, hold: Duration) -> u64 {
+    let base = Duration::from_millis(20);
+    let step = Duration::from_millis(20);
+    let mut t = Duration::ZERO;
+    while t < hold + lag {
+        let extra = if t < hold { lag } else { hold + lag - t };
+        set_link(net, link_bps, 0.0, base + extra);
+        slot(net, i, false);
+        i += 1;
+        t += step;
+    }
+    set_link(net, link_bps, 0.0, base);
+    i
+}
+
+/// The merchant's camera is off (or, the same for the SFU, the customer's camera is not yet
+/// granted): the customer's downlink carries only audio, ~40 kbit/s, far below what the link
+/// carries. One CPU stall at the customer looks like a queue to the delay-based controller,
+/// which cuts the estimate to 85% of the (audio) rate that flowed. Returns the slot counter.
+fn audio_only_then_a_stall(net: &mut SimNet, link_bps: u64) -> u64 {
+    let mut i = 0;
+    for _ in 0..8 * 50 {
+        slot(net, i, false);
+        i += 1;
+    }
+    i = cpu_stall(
+        net,
+        link_bps,
+        i,
+        Duration::from_millis(150),
+        Duration::from_millis(800),
+    );
+    // The camera is switched on half a second later.
+    for _ in 0..25 {
+        slot(net, i, false);
+        i += 1;
+    }
+    i
+}
+
+#[test]
+fn video_granted_after_a_delay_spike_on_an_audio_only_good_link_is_not_paused() {
+    let (mut net, call) = call(2_000_000);
+    let mut i = audio_only_then_a_stall(&mut net, 2_000_000);
+    let estimate = customer_stats(&mut net, call).estimated_downlink_bps;
+    println!("estimate after the stall: {estimate:?}");
+    net.take_events();
+    let video0 = net.client(CUSTOMER).stats().received_video.packets;
+    // The camera is on: 10 s of audio and video, in ticks of 240 ms.
+    let mut timeline = Vec::new();
+    let mut receiving_after = None;
+    for tick in 0..40u64 {
+        for _ in 0..12 {
+            slot(&mut net, i, true);
+            i += 1;
+        }
+        let stats = customer_stats(&mut net, call);
+        timeline.push((
+            tick,
+            stats.video_layer.clone(),
+            stats.video_paused,
+            stats.estimated_downlink_bps,
+        ));
+        if receiving_after.is_none() && net.client(CUSTOMER).stats().received_video.packets > video0
+        {
+            receiving_after = Some(tick);
+        }
+    }
+    println!("after the grant (tick, layer, paused, estimate): {timeline:?}");
+    let events = net.take_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::VideoPaused { .. })),
+        "video paused on a 2 Mbit/s link: {timeline:?}"
+    );
+    // The customer gets video within the first second (4 ticks of 250 ms)...
+    let receiving_after = receiving_after.expect("video received");
+    assert!(receiving_after < 4, "{timeline:?}");
+    // ...and once the link has shown it carries more, a better layer.
+    let stats = customer_stats(&mut net, call);
+    assert!(!stats.video_paused, "{timeline:?}");
+    assert!(
+        matches!(stats.video_layer.as_deref(), Some("h" | "f")),
+        "{timeline:?}"
+    );
+}
+
+#[test]
+fn video_granted_on_an_audio_only_weak_link_is_paused_and_audio_kept() {
+    let (mut net, call) = call(60_000);
+    let mut i = audio_only_then_a_stall(&mut net, 60_000);
+    net.take_events();
+    let audio = |net: &SimNet| {
+        (
+            net.client(MERCHANT).stats().sent_audio.packets,
+            net.client(CUSTOMER).stats().received_audio.packets,
+        )
+    };
+    let (sent0, got0) = audio(&net);
+    let mut settled = (0, 0);
+    let mut paused_after = None;
+    // The camera is on: 10 s of audio and video, in ticks of 240 ms.
+    for tick in 0..40u64 {
+        for _ in 0..12 {
+            slot(&mut net, i, true);
+            i += 1;
+        }
+        if paused_after.is_none() && customer_stats(&mut net, call).video_paused {
+            paused_after = Some(tick);
+        }
+        if tick == 19 {
+            settled = audio(&net);
+        }
+    }
+    // Let what is queued land.
+    for _ in 0..50 {
+        slot(&mut net, i, false);
+        i += 1;
+    }
+    let (sent, got) = audio(&net);
+    // Paused within 3 s, with the event, and still paused.
+    let paused_after = paused_after.expect("video paused on a 60 kbit/s link");
+    assert!(paused_after <= 12, "paused after {paused_after} ticks");
+    assert!(
+        net.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::VideoPaused { .. }))
+    );
+    assert!(customer_stats(&mut net, call).video_paused);
+    // Audio is kept: trying the lowest layer on this link (a probe, or before the fix one
+    // tick of it) costs it a few hundred ms at most; once paused, every packet arrives.
+    let (sent, got) = (sent - sent0, got - got0);
+    assert!(got * 100 >= sent * 90, "audio delivered {got} of {sent}");
+    let (sent_late, got_late) = (sent0 + sent - settled.0, got0 + got - settled.1);
+    assert!(
+        got_late * 100 >= sent_late * 99,
+        "audio delivered {got_late} of {sent_late} after the first 5 s"
+    );
+}

@@ -93,6 +93,9 @@ pub struct Allocator {
     next_probe: Option<Instant>,
     /// The current wait after a failed probe.
     backoff: Duration,
+    /// The publisher sent no video at the last update (camera off): when it comes back,
+    /// video starts again.
+    idle: bool,
 }
 
 impl Allocator {
@@ -106,6 +109,7 @@ impl Allocator {
             probe: None,
             next_probe: None,
             backoff: config.probe_backoff,
+            idle: false,
         }
     }
 
@@ -131,8 +135,16 @@ impl Allocator {
             .collect();
         let (Some(lowest), Some(highest)) = (active.first().copied(), active.last().copied())
         else {
+            self.idle = true;
             return None;
         };
+        // Video starts: the first time, or back after the publisher stopped sending it (its
+        // camera off and on again). A probe from before the stop says nothing now.
+        let restarted = std::mem::take(&mut self.idle);
+        if restarted {
+            self.probe = None;
+        }
+        let starting = self.current.is_none() || restarted;
         let single = active.len() == 1;
         let min_video = self.config.min_video_bps;
         // A single stream adapts to the link itself (we cap it with REMB); it only has to
@@ -194,6 +206,34 @@ impl Allocator {
             })
             .copied();
 
+        // Video starting on an estimate that does not carry the lowest layer, when the
+        // congestion that brought the estimate down was seen while the SFU sent less than
+        // that layer alone (only audio flowed: the camera was off, video paused): that
+        // congestion says nothing about video. Under heavy CPU load a browser reads its
+        // socket late, which looks exactly like a queue, and one such moment cut the estimate
+        // to 85% of the audio rate: pausing video on that number paused it for seconds on a
+        // good link. So video starts on the lowest layer as a probe (libwebrtc probes the
+        // link when the allocated bitrate rises while the sender was application-limited):
+        // judged only by congestion within the probe window, where a pause is the fallback.
+        // On a link that really is weak the video queues up, the delay-based controller sees
+        // congestion within a second and video pauses (a failed probe: the usual backoff).
+        // Holding the estimate while application-limited instead (not decreasing, or a floor
+        // of video + audio) would keep a number no traffic has tested, which nothing then
+        // corrects; a probe tests it with the video itself, and the clear path it finds lifts
+        // the estimate to what was delivered (the estimator's own rule).
+        let untested = estimate
+            .congestion_sending_bps
+            .is_some_and(|sending| sending < cost(&lowest));
+        if starting
+            && untested
+            && !fits(&lowest, optimistic, 1.0)
+            && self.next_probe.is_none_or(|t| now >= t)
+        {
+            self.probe = Some((now, Allocation::Paused));
+            self.starved_since = None;
+            return self.set(Allocation::Layer(lowest.ssrc));
+        }
+
         match self.current {
             None => {
                 let best = active
@@ -238,6 +278,11 @@ impl Allocator {
                     return self.set(Allocation::Layer(best_kept.unwrap_or(lowest).ssrc));
                 };
                 let Some(best) = best_kept else {
+                    if matches!(self.probe, Some((_, Allocation::Paused))) {
+                        // Video started or resumed as a probe: judged by congestion (above),
+                        // not by the estimate it is there to test.
+                        return None;
+                    }
                     // Not even the lowest layer fits: the least harm meanwhile, then pause —
                     // at once when the link is far too small, so audio suffers no longer.
                     self.better_since = None;
@@ -344,6 +389,7 @@ mod tests {
             safe_bps: bps,
             optimistic_bps: bps,
             last_congestion: None,
+            congestion_sending_bps: None,
         })
     }
 
@@ -446,6 +492,7 @@ mod tests {
                 safe_bps: bps,
                 optimistic_bps: bps,
                 last_congestion: Some(congested),
+                congestion_sending_bps: None,
             })
         };
         // 400 kbit/s after congestion: Q fits, H does not.
@@ -490,6 +537,66 @@ mod tests {
         assert!(
             waited >= c.probe_window.max(c.probe_backoff) + c.upgrade_after,
             "{waited:?}"
+        );
+    }
+
+    /// 40 kbit/s after congestion seen while sending `sending` (bits per second).
+    fn cut(congested: Instant, sending: u64) -> Option<Estimate> {
+        Some(Estimate {
+            safe_bps: 40_000,
+            optimistic_bps: 40_000,
+            last_congestion: Some(congested),
+            congestion_sending_bps: Some(sending),
+        })
+    }
+
+    #[test]
+    fn video_starting_on_an_estimate_cut_while_only_audio_flowed_is_probed() {
+        let c = AllocatorConfig::default();
+        let mut t = Instant::now();
+        let congested = t;
+        let mut a = Allocator::new(c);
+        // The camera is off: nothing to allocate.
+        assert_eq!(a.update(t, cut(congested, 45_000), 40_000, &[]), None);
+        // It comes on: the estimate (cut while 45 kbit/s of audio flowed) does not carry the
+        // lowest layer, and is not believed: the lowest layer is tried.
+        t += Duration::from_millis(250);
+        assert_eq!(
+            a.update(t, cut(congested, 45_000), 40_000, &layers()),
+            Some(Allocation::Layer(Q))
+        );
+        // No congestion: it stays for the probe window, whatever the estimate says.
+        let started = t;
+        while t < started + c.probe_window - Duration::from_millis(250) {
+            t += Duration::from_millis(250);
+            assert_eq!(a.update(t, cut(congested, 45_000), 40_000, &layers()), None);
+        }
+        // Congestion during the probe: paused.
+        t += Duration::from_millis(250);
+        assert_eq!(
+            a.update(t, cut(t, 200_000), 40_000, &layers()),
+            Some(Allocation::Paused)
+        );
+        // The camera goes off and on again: the last congestion was seen with video flowing,
+        // so the estimate stands and video stays paused.
+        t += Duration::from_millis(250);
+        assert_eq!(a.update(t, cut(t, 200_000), 40_000, &[]), None);
+        for _ in 0..16 {
+            t += Duration::from_millis(250);
+            assert_eq!(a.update(t, cut(t, 200_000), 40_000, &layers()), None);
+        }
+    }
+
+    #[test]
+    fn video_starting_on_an_estimate_cut_while_video_flowed_is_paused() {
+        let mut t = Instant::now();
+        let congested = t;
+        let mut a = Allocator::new(AllocatorConfig::default());
+        a.update(t, cut(congested, 300_000), 40_000, &layers());
+        t += Duration::from_millis(250);
+        assert_eq!(
+            a.update(t, cut(congested, 300_000), 40_000, &layers()),
+            Some(Allocation::Paused)
         );
     }
 

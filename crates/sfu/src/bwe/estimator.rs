@@ -88,6 +88,13 @@ pub struct Estimate {
     pub optimistic_bps: u64,
     /// When congestion (a decrease of the target) was last seen.
     pub last_congestion: Option<Instant>,
+    /// What the SFU was sending to the participant, bits per second, when that congestion
+    /// was seen. Congestion seen while sending little (audio only: the camera off, video
+    /// paused) says the link may not carry even that, or only that the receiver stalled (a
+    /// busy CPU delays arrivals just like a queue): nothing about video, which was not
+    /// flowing. The allocator tries video anyway in that case (a probe), see
+    /// [`super::Allocator::update`].
+    pub congestion_sending_bps: Option<u64>,
 }
 
 /// Downlink bandwidth estimator of one participant.
@@ -116,6 +123,8 @@ pub struct DownlinkEstimator {
     acked: crate::media::RateMeter,
     last_sample: Option<Instant>,
     last_congestion: Option<Instant>,
+    /// What was being sent when congestion was last seen, bits per second.
+    congestion_sending_bps: Option<f64>,
     /// (when, smallest one-way delay in µs seen in one feedback), for the base delay.
     base_delays: std::collections::VecDeque<(Instant, i64)>,
     /// When the target was last decreased.
@@ -147,6 +156,7 @@ impl DownlinkEstimator {
             acked: crate::media::RateMeter::default(),
             last_sample: None,
             last_congestion: None,
+            congestion_sending_bps: None,
             base_delays: std::collections::VecDeque::new(),
             last_decrease: None,
             min_bps: config.min_bps,
@@ -263,9 +273,12 @@ impl DownlinkEstimator {
     /// half the loss), at most once
     /// per 300 ms. A queue that is draining, or some loss, holds the target. A clear path (queue
     /// under 20 ms, loss under 2%) grows it 8% a second, and doubles it every second once it
-    /// has been clear for 1 s. The estimate alone sends nothing: more video is only ever
-    /// tried by the allocator's probes (a margin, a wait, undone on congestion), so a fast
-    /// ramp finds capacity after a pause without flooding the path.
+    /// has been clear for 1 s; clear for 500 ms, it is at least what the path delivered. The
+    /// estimate alone sends nothing: more video is only ever tried by the allocator's probes
+    /// (a margin, a wait, undone on congestion), so a fast ramp finds capacity after a pause
+    /// without flooding the path. Each decrease also records what was being sent, so the
+    /// allocator can tell congestion seen with video flowing from congestion seen while
+    /// only audio flowed (application-limited: see `Estimate::congestion_sending_bps`).
     ///
     /// Written for shopcall: webrtc-rs's `Gcc` (its delay half fed these same reports) did
     /// not react to a building queue in our scenarios, and its loss half then held the target
@@ -323,6 +336,7 @@ impl DownlinkEstimator {
                     .clamp(self.min_bps, self.max_bps);
                 self.last_decrease = Some(now);
                 self.last_congestion = Some(now);
+                self.congestion_sending_bps = Some(self.sent_rate(now));
                 if lossy {
                     // One report, one decrease: the next report says whether it helped.
                     self.reported_loss = None;
@@ -340,12 +354,41 @@ impl DownlinkEstimator {
             return;
         }
         let since = *self.clear_since.get_or_insert(now);
-        let rate: f64 = if now.saturating_duration_since(since) >= RAMP_AFTER {
-            2.0
-        } else {
-            1.08
+        let clear_for = now.saturating_duration_since(since);
+        let rate: f64 = if clear_for >= RAMP_AFTER { 2.0 } else { 1.08 };
+        let mut target = self.target * rate.powf(dt);
+        // What a path clear for the whole delivery window delivered, it carries (its
+        // arrivals were not bunched by a draining queue): the target is at least that. This
+        // is how a probe is measured (libwebrtc sets its estimate to a probe's delivered
+        // rate): when the allocator starts video on an estimate cut while only audio flowed,
+        // the video that then flows clear lifts the estimate at once, instead of the ramp
+        // taking seconds to find again what the link carries.
+        if let Some(delivered) = self.delivered_now.filter(|_| clear_for >= DELIVERY_WINDOW) {
+            target = target.max(delivered);
+        }
+        self.target = target.clamp(self.min_bps, self.max_bps);
+    }
+
+    /// What the SFU sent to the participant over the last `DELIVERY_WINDOW`, bits per
+    /// second (from the ring of sent packets; run only on a decrease).
+    fn sent_rate(&self, now: Instant) -> f64 {
+        let Some(last) = self.last_unwrapped else {
+            return 0.0;
         };
-        self.target = (self.target * rate.powf(dt)).clamp(self.min_bps, self.max_bps);
+        let mut bytes = 0u64;
+        for id in (last.saturating_sub(HISTORY as u64 - 1)..=last).rev() {
+            let sent = &self.ring[(id as usize) % HISTORY];
+            if sent.id != id + 1 {
+                continue;
+            }
+            match sent.departure {
+                Some(d) if now.saturating_duration_since(d) <= DELIVERY_WINDOW => {
+                    bytes += u64::from(sent.size);
+                }
+                _ => break,
+            }
+        }
+        bytes as f64 * 8.0 / DELIVERY_WINDOW.as_secs_f64()
     }
 
     /// Queueing delay now: the highest one-way delay in the reports above the base.
@@ -416,6 +459,7 @@ impl DownlinkEstimator {
                 safe_bps: target.min(acked * 1.5) as u64,
                 optimistic_bps: target as u64,
                 last_congestion: self.last_congestion,
+                congestion_sending_bps: self.congestion_sending_bps.map(|b| b as u64),
             });
         }
         self.remb
@@ -424,6 +468,7 @@ impl DownlinkEstimator {
                 safe_bps: bps as u64,
                 optimistic_bps: bps as u64,
                 last_congestion: None,
+                congestion_sending_bps: None,
             })
     }
 
