@@ -4,6 +4,7 @@
 #   bash benches/compare.sh                 # full ramps (~15-30 min)
 #   SCHED=fifo bash benches/compare.sh      # as run for docs/benchmarks.md (shared machine)
 #   STEPS=10,20 STEP_SECS=5 bash benches/compare.sh   # a quick look
+#   SHOPCALLD=/path/to/shopcalld ONLY=shopcall bash benches/compare.sh   # another build
 #
 # What it does (as root, on a machine with Debian's apt):
 #  1. installs Janus from Debian (`apt-get install -y janus`) if it is missing, and builds
@@ -14,9 +15,10 @@
 #     the load tester in the other (10.200.0.2, plus the any-IP block 10.200.128.0/17 for its
 #     peer connections). Janus gathers no loopback candidates, hence the veth; shopcall runs
 #     behind the same veth so both see the same network path;
-#     Socket buffers are the kernel's defaults for both SFUs (net.core.rmem_default; these
-#     sysctls cannot be changed inside a namespace, and the script changes nothing outside
-#     its namespaces). The tester forces 32 MiB on its own socket;
+#     Janus gets the kernel's default socket buffers (net.core.rmem_default; these sysctls
+#     cannot be changed inside a namespace, and the script changes nothing outside its
+#     namespaces); shopcalld asks for 8 MiB on its one socket (`--udp-socket-buffer`, its
+#     default, as a user gets it). The tester forces 32 MiB on its own socket;
 #  4. starts Janus pinned to SFU_CPU, then runs `shopcall-load --compare janus` pinned to
 #     CLIENT_CPU: the tester starts shopcalld pinned to SFU_CPU in the SFU namespace, ramps
 #     it, stops it, then ramps Janus with the same clients, media and steps;
@@ -159,7 +161,7 @@ ip netns exec "$NS_CLI" bash -c 'exec 3<>/dev/tcp/10.200.0.1/8088' || {
 if [ -n "${ONLY:-}" ]; then MODE=(--target "$ONLY"); else MODE=(--compare janus); fi
 echo "== load: ${ONLY:-shopcall, then Janus} (SFU on core $SFU_CPU, tester on core $CLIENT_CPU)"
 ip netns exec "$NS_CLI" "${PRIO[@]}" "$BIN/shopcall-load" "${MODE[@]}" \
-    --shopcalld "$BIN/shopcalld" --sfu-netns "$NS_SFU" --sfu-ip 10.200.0.1 \
+    --shopcalld "${SHOPCALLD:-$BIN/shopcalld}" --sfu-netns "$NS_SFU" --sfu-ip 10.200.0.1 \
     --janus-url http://10.200.0.1:8088/janus --janus-pid "$JANUS_PID" \
     --sfu-cpu "$SFU_CPU" --client-cpu "$CLIENT_CPU" \
     --client-ips 10.200.128.0/17 --bind-device ld-c \
