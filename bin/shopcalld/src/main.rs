@@ -37,11 +37,6 @@ use crate::drain::Drainer;
 use crate::metrics::Metrics;
 use crate::shutdown::{Drain, GRPC_STOP_TIMEOUT, ServingState, Signals};
 
-/// See the `mimalloc` feature in Cargo.toml.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How often the daemon repeats its warning about an unauthenticated public gRPC API.
 const INSECURE_WARNING_EVERY: Duration = Duration::from_secs(300);
 
