@@ -8,7 +8,7 @@
 //! measured once steady. Results: `<out>/report.json`, `report.md`, `chart.svg`.
 //!
 //! `--soak DURATION --calls N` holds N calls instead (with `--churn-every SECS`, the oldest
-//! call ends and a new one starts that often), samples the daemon's RSS, open file
+//! call, or the newest with `--churn-pick newest`, ends and a new one starts that often), samples the daemon's RSS, open file
 //! descriptors, threads, CPU and the window's loss every `--sample-secs`, and exits non-zero
 //! if RSS or fds grew after the warm-up (least-squares slope over `--rss-growth-limit`
 //! percent per 10 minutes, fd spread over `--fd-tolerance`), if loss stayed above
@@ -182,6 +182,10 @@ struct Args {
     /// Soak: end the oldest call and set up a new one every this many seconds (0: no churn).
     #[arg(long, default_value_t = 0.0)]
     churn_every: f64,
+    /// Soak: the call churn ends: the oldest (each call lives --calls x --churn-every), or
+    /// the newest (the others live the whole soak).
+    #[arg(long, value_enum, default_value = "oldest")]
+    churn_pick: soak::ChurnPick,
     /// Soak: seconds between samples.
     #[arg(long, default_value_t = 5.0)]
     sample_secs: f64,
@@ -402,6 +406,7 @@ async fn run_soak(args: &Args, net: &NetHandle, duration: Duration) -> anyhow::R
         calls,
         duration_secs,
         churn_every_secs: args.churn_every,
+        churn_pick: args.churn_pick,
         sample_secs: args.sample_secs,
         settle_secs: args.settle_secs,
         limits: growth::Limits {

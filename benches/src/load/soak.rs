@@ -1,9 +1,12 @@
 //! Soak: a fixed number of calls held for a bounded time, with optional churn, while the
 //! SFU's memory, file descriptors and threads are sampled; then whether they grew.
 //!
-//! The calls are set up as the ramp sets them up. Every `churn_every_secs` the oldest call
-//! ends (EndCall, then its clients go) and a new one is set up and must get media both ways,
-//! so per-call state that teardown leaves behind accumulates and shows. Every `sample_secs`:
+//! The calls are set up as the ramp sets them up. Every `churn_every_secs` one call ends
+//! (EndCall, then its clients go) and a new one is set up and must get media both ways, so
+//! per-call state that teardown leaves behind accumulates and shows. The call ended is the
+//! oldest ([`ChurnPick::Oldest`]: every call lives `calls x churn_every_secs`) or the newest
+//! ([`ChurnPick::Newest`]: the others live the whole soak, so long-call state is exercised
+//! too, and the churned calls are short). Every `sample_secs`:
 //! the SFU's RSS (`VmRSS`), open fds (`/proc/<pid>/fd`), threads and CPU, the window's
 //! packets and loss, the calls the tester holds and the calls and participants the daemon
 //! reports (NodeStats). It stops at the duration, or early (failed) when loss stays above
@@ -31,8 +34,11 @@ pub struct SoakConfig {
     pub calls: usize,
     /// Length of the steady phase (after the calls are up), seconds.
     pub duration_secs: f64,
-    /// End the oldest call and set up a new one this often, seconds (0: never).
+    /// End a call and set up a new one this often, seconds (0: never).
     pub churn_every_secs: f64,
+    /// Which call churn ends.
+    #[serde(default)]
+    pub churn_pick: ChurnPick,
     /// Seconds between samples.
     pub sample_secs: f64,
     /// Wait after the calls got media, before the steady phase, seconds.
@@ -55,6 +61,17 @@ pub struct SoakConfig {
     pub sfu_cpu: Option<usize>,
     /// The core the tester is pinned to.
     pub client_cpu: Option<usize>,
+}
+
+/// Which call a churn step ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChurnPick {
+    /// The oldest: each call lives `calls x churn_every_secs`.
+    #[default]
+    Oldest,
+    /// The newest: the first calls live the whole soak; one slot churns.
+    Newest,
 }
 
 impl SoakConfig {
@@ -96,6 +113,11 @@ pub struct Sample {
     pub daemon_calls: Option<u64>,
     /// Participants that exist in the daemon (NodeStats).
     pub daemon_participants: Option<u64>,
+    /// RTP packets the daemon received per second (NodeStats, its own rate window): when
+    /// loss shows, whether the packets reached the SFU.
+    pub daemon_packets_in_per_sec: Option<f64>,
+    /// RTP packets the daemon forwarded per second (NodeStats).
+    pub daemon_packets_out_per_sec: Option<f64>,
     /// Calls ended and replaced so far.
     pub churned: u64,
     /// Churn steps that failed so far (setup, media or EndCall).
@@ -218,16 +240,21 @@ async fn probe(net: &NetHandle, pid: u32) -> anyhow::Result<Probe> {
     })
 }
 
-async fn daemon_counts(target: &Target) -> (Option<u64>, Option<u64>) {
+/// What the daemon says of itself (NodeStats), when it answers within 2 s.
+async fn node_stats(target: &Target) -> Option<shopcall_proto::v1::NodeStatsResponse> {
     match target {
-        Target::Shopcall(s) => {
-            match tokio::time::timeout(Duration::from_secs(2), s.node_stats()).await {
-                Ok(Ok(n)) => (Some(n.active_calls), Some(n.active_participants)),
-                _ => (None, None),
-            }
-        }
-        Target::Janus(_) => (None, None),
+        Target::Shopcall(s) => tokio::time::timeout(Duration::from_secs(2), s.node_stats())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Target::Janus(_) => None,
     }
+}
+
+async fn daemon_counts(target: &Target) -> (Option<u64>, Option<u64>) {
+    node_stats(target).await.map_or((None, None), |n| {
+        (Some(n.active_calls), Some(n.active_participants))
+    })
 }
 
 async fn rest(target: &Target, pid: u32) -> anyhow::Result<Rest> {
@@ -293,7 +320,7 @@ async fn churn_one(
 fn sample_line(s: &Sample) -> String {
     format!(
         "{t:>7.0} s | rss {rss:>7.1} MiB fds {fds:>4} threads {thr:>3} cpu {cpu:>5.1}% | \
-         {pps:>7.0} pps loss {loss:>6.3}% | calls {calls} (daemon {dc}) churned {ch} failed {cf} | psi {psi}%",
+         {pps:>7.0} pps loss {loss:>6.3}% (SFU in {pin} out {pout}) | calls {calls} (daemon {dc}) churned {ch} failed {cf} | psi {psi}%",
         t = s.t_secs,
         rss = s.rss_kib as f64 / 1024.0,
         fds = s.fds,
@@ -301,6 +328,12 @@ fn sample_line(s: &Sample) -> String {
         cpu = s.sfu_cpu_pct,
         pps = s.received as f64 / s.window_secs.max(1e-3),
         loss = s.loss_pct,
+        pin = s
+            .daemon_packets_in_per_sec
+            .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}")),
+        pout = s
+            .daemon_packets_out_per_sec
+            .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}")),
         calls = s.calls,
         dc = s
             .daemon_calls
@@ -430,7 +463,7 @@ pub async fn run(
                     failed_early = true;
                     break;
                 };
-                let (daemon_calls, daemon_participants) = daemon_counts(target).await;
+                let node = node_stats(target).await;
                 let secs = now.at.duration_since(prev.at).as_secs_f64().max(1e-3);
                 let d = ramp::delta(&prev.snap.counters, &now.snap.counters);
                 let sent = d.sent_audio + d.sent_video;
@@ -452,8 +485,10 @@ pub async fn run(
                     latency_p99_us: now.snap.latency.quantile(0.99).map(|ns| ns as f64 / 1000.0),
                     calls: calls.len(),
                     peers_connected: d.connected,
-                    daemon_calls,
-                    daemon_participants,
+                    daemon_calls: node.as_ref().map(|n| n.active_calls),
+                    daemon_participants: node.as_ref().map(|n| n.active_participants),
+                    daemon_packets_in_per_sec: node.as_ref().map(|n| n.packets_in_per_second),
+                    daemon_packets_out_per_sec: node.as_ref().map(|n| n.packets_out_per_second),
                     churned,
                     churn_failures,
                     corrupt: d.corrupt,
@@ -485,8 +520,11 @@ pub async fn run(
                 }
             }
             _ = churn_tick.tick(), if churning && churn_task.is_empty() => {
-                // Replace the oldest call; refill without ending one after a failed step.
-                let old = (calls.len() >= c.calls).then(|| calls.remove(0));
+                // Replace a call; refill without ending one after a failed step.
+                let old = (calls.len() >= c.calls).then(|| match c.churn_pick {
+                    ChurnPick::Oldest => calls.remove(0),
+                    ChurnPick::Newest => calls.remove(calls.len() - 1),
+                });
                 churn_task.spawn(churn_one(target.clone(), net.clone(), old, next_index, join_timeout));
                 next_index += 1;
             }

@@ -55,8 +55,8 @@ pub fn markdown(r: &SoakReport) -> String {
     let c = &r.config;
     let mut t = format!(
         "Machine: {} ({} cores), kernel {}\n\nCommand: `{}`\n\n\
-         {} calls for {:.0} s, churn every {} s, a sample every {:.0} s, warm-up {:.0} s; \
-         stopped: {}\n\n**{}**\n\n",
+         {} calls for {:.0} s, churn every {} s ({:?} call), a sample every {:.0} s, warm-up \
+         {:.0} s; stopped: {}\n\n**{}**\n\n",
         r.machine.cpu,
         r.machine.cores,
         r.machine.kernel,
@@ -68,6 +68,7 @@ pub fn markdown(r: &SoakReport) -> String {
         } else {
             "-".to_owned()
         },
+        c.churn_pick,
         c.sample_secs,
         c.limits.warmup_secs,
         r.stop_reason,
@@ -197,9 +198,9 @@ pub fn markdown(r: &SoakReport) -> String {
         ),
     );
     t.push_str(
-        "\n| t (min) | RSS MiB | fds | threads | SFU CPU % | pps received | loss % | p99 ms | \
-         calls (daemon) | churned (failed) | CPU pressure % |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\n| t (min) | RSS MiB | fds | threads | SFU CPU % | pps received | SFU pps in / out | \
+         loss % | p99 ms | calls (daemon) | churned (failed) | CPU pressure % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut minute = 0u64;
     for (i, s) in samples.iter().enumerate() {
@@ -211,13 +212,15 @@ pub fn markdown(r: &SoakReport) -> String {
         }
         minute = (s.t_secs / 60.0) as u64 + 1;
         t.push_str(&format!(
-            "| {:.1} | {:.1} | {} | {} | {:.1} | {:.0} | {:.3} | {} | {} ({}) | {} ({}) | {} |\n",
+            "| {:.1} | {:.1} | {} | {} | {:.1} | {:.0} | {} / {} | {:.3} | {} | {} ({}) | {} ({}) | {} |\n",
             s.t_secs / 60.0,
             mib(s.rss_kib as f64),
             s.fds,
             s.threads,
             s.sfu_cpu_pct,
             s.received as f64 / s.window_secs.max(1e-3),
+            opt(s.daemon_packets_in_per_sec, 0),
+            opt(s.daemon_packets_out_per_sec, 0),
             s.loss_pct,
             opt(s.latency_p99_us.map(|u| u / 1000.0), 2),
             s.calls,
@@ -391,6 +394,7 @@ mod tests {
                 calls: 10,
                 duration_secs: 600.0,
                 churn_every_secs: 5.0,
+                churn_pick: super::super::soak::ChurnPick::Oldest,
                 sample_secs: 5.0,
                 settle_secs: 3.0,
                 limits,
