@@ -7,10 +7,19 @@
 //! video with keyframes, and receives the other side). Calls are added in steps; each step is
 //! measured once steady. Results: `<out>/report.json`, `report.md`, `chart.svg`.
 //!
+//! `--soak DURATION --calls N` holds N calls instead (with `--churn-every SECS`, the oldest
+//! call, or the newest with `--churn-pick newest`, ends and a new one starts that often), samples the daemon's RSS, open file
+//! descriptors, threads, CPU and the window's loss every `--sample-secs`, and exits non-zero
+//! if RSS or fds grew after the warm-up (least-squares slope over `--rss-growth-limit`
+//! percent per 10 minutes, fd spread over `--fd-tolerance`), if loss stayed above
+//! `--max-loss` for `--loss-windows` samples, or if calls were left in the daemon. Results:
+//! `<out>/soak.json`, `soak.md`, `soak.svg`.
+//!
 //! ```text
 //! cargo build --release -p shopcalld -p shopcall-benches
 //! target/release/shopcall-load --sfu-cpu 0 --client-cpu 1          # the full ramp
 //! target/release/shopcall-load --smoke                             # CI: 3 calls, ~5 s
+//! target/release/shopcall-load --sfu-cpu 0 --client-cpu 1 --soak 30m --calls 60 --churn-every 5
 //! bash benches/compare.sh                                          # side by side with Janus
 //! ```
 //!
@@ -28,7 +37,10 @@ use shopcall_benches::load::net::{NetConfig, NetHandle};
 use shopcall_benches::load::ramp::{self, RampConfig, RampResult};
 use shopcall_benches::load::report::{self, Machine, Report};
 use shopcall_benches::load::shopcall::{Daemon, DaemonOptions, Shopcall, default_daemon_path};
-use shopcall_benches::load::{CallHandle, CustomerCamera, Target, clock_base, janus::Janus};
+use shopcall_benches::load::{
+    CallHandle, CustomerCamera, Target, clock_base, end_calls, janus::Janus,
+};
+use shopcall_benches::load::{growth, soak, soak_report};
 
 /// SFU to compare shopcall with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,9 +164,45 @@ struct Args {
     /// Where report.json, report.md and chart.svg go.
     #[arg(long, default_value = "target/load")]
     out: PathBuf,
-    /// Load nothing: rewrite report.md and chart.svg in --out from this report.json.
+    /// Load nothing: rewrite report.md and chart.svg in --out from this report.json (or
+    /// soak.md and soak.svg from a soak.json).
     #[arg(long)]
     replot: Option<PathBuf>,
+
+    /// Soak instead of a ramp: hold --calls calls for this long (`30m`, `1h30m`, `90s`, or
+    /// seconds), sample the SFU's RSS, open fds and threads, and exit non-zero if they grew
+    /// (or loss stayed above --max-loss for --loss-windows samples). Writes soak.json,
+    /// soak.md and soak.svg in --out.
+    #[arg(long, value_parser = soak::parse_duration)]
+    soak: Option<Duration>,
+    /// Soak: calls to hold (required with --soak; half the capacity the ramp measured on the
+    /// same machine is the usual choice, see docs/benchmarks.md).
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Soak: end the oldest call and set up a new one every this many seconds (0: no churn).
+    #[arg(long, default_value_t = 0.0)]
+    churn_every: f64,
+    /// Soak: the call churn ends: the oldest (each call lives --calls x --churn-every), or
+    /// the newest (the others live the whole soak).
+    #[arg(long, value_enum, default_value = "oldest")]
+    churn_pick: soak::ChurnPick,
+    /// Soak: seconds between samples.
+    #[arg(long, default_value_t = 5.0)]
+    sample_secs: f64,
+    /// Soak: the warm-up, not judged (default: 10% of --soak, at least 2 minutes, at most
+    /// half of --soak).
+    #[arg(long, value_parser = soak::parse_duration)]
+    warmup: Option<Duration>,
+    /// Soak: the largest RSS growth that is "no growth", percent of the RSS per 10 minutes
+    /// (least-squares slope over the samples after the warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    rss_growth_limit: f64,
+    /// Soak: the largest spread of the SFU's open fd count after the warm-up that is flat.
+    #[arg(long, default_value_t = 2)]
+    fd_tolerance: u64,
+    /// Soak: stop (failed) after this many samples in a row above --max-loss.
+    #[arg(long, default_value_t = 3)]
+    loss_windows: usize,
 }
 
 fn parse_block(s: &str) -> anyhow::Result<(Ipv4Addr, u32)> {
@@ -211,7 +259,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let hard_limit = Duration::from_secs(args.time_limit * 2 + 300);
+    let hard_limit = match args.soak {
+        // The soak, the calls' setup and teardown, and a margin.
+        Some(d) => d + Duration::from_secs_f64(args.join_timeout * 2.0) + Duration::from_secs(600),
+        None => Duration::from_secs(args.time_limit * 2 + 300),
+    };
     match runtime.block_on(async { tokio::time::timeout(hard_limit, run(args)).await }) {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::FAILURE,
@@ -244,26 +296,16 @@ fn ramp_config(args: &Args, rate: f64, sfu_pid: Option<u32>) -> RampConfig {
     }
 }
 
-async fn end_calls(target: &Target, net: &NetHandle, calls: Vec<CallHandle>) {
-    let mut set = tokio::task::JoinSet::new();
-    for call in calls {
-        while set.len() >= 16 {
-            set.join_next().await;
-        }
-        let t = target.clone();
-        let n = net.clone();
-        set.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t.end_call(&call)).await;
-            for p in &call.peers {
-                n.remove(*p);
-            }
-        });
-    }
-    while set.join_next().await.is_some() {}
-}
-
 /// Runs the ramp(s); returns whether the run passed (always true but for --smoke).
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(json) = &args.replot
+        && json.file_name().is_some_and(|n| n == "soak.json")
+    {
+        let report = soak_report::read(json)?;
+        soak_report::write(&report, &args.out)?;
+        println!("{}", soak_report::verdict(&report));
+        return Ok(true);
+    }
     if let Some(json) = &args.replot {
         let report = report::read(json)?;
         report::write(&report, &args.out)?;
@@ -281,6 +323,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         device: (!args.bind_device.is_empty()).then(|| args.bind_device.clone()),
         ..NetConfig::default()
     })?;
+    if let Some(duration) = args.soak {
+        let passed = run_soak(&args, &net, duration).await;
+        net.stop();
+        let _ = media_thread.join();
+        return passed;
+    }
     let mut report = Report {
         machine: Machine::here(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -318,6 +366,89 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.out.display()
     );
     Ok(passed)
+}
+
+/// The soak: shopcalld (started here, or --grpc with --sfu-pid), --calls calls for
+/// `duration`; writes soak.json, soak.md and soak.svg and passes when nothing grew.
+async fn run_soak(args: &Args, net: &NetHandle, duration: Duration) -> anyhow::Result<bool> {
+    if args.target != TargetKind::Shopcall || args.compare.is_some() {
+        bail!("--soak runs against shopcalld only");
+    }
+    let calls = args
+        .calls
+        .context("--soak needs --calls N (about half the capacity the ramp measured)")?;
+    if calls == 0 {
+        bail!("--calls must be at least 1");
+    }
+    let duration_secs = duration.as_secs_f64();
+    let (daemon, url, pid) = match &args.grpc {
+        Some(url) => (
+            None,
+            url.clone(),
+            args.sfu_pid
+                .context("--grpc with --soak needs --sfu-pid: the soak samples that process")?,
+        ),
+        None => {
+            let d = Daemon::start(&DaemonOptions {
+                path: args.shopcalld.clone().unwrap_or_else(default_daemon_path),
+                ip: args.sfu_ip,
+                cpu: args.sfu_cpu,
+                netns: args.sfu_netns.clone(),
+                extra: Vec::new(),
+            })?;
+            let url = format!("http://{}", d.grpc);
+            let pid = d.pid();
+            (Some(d), url, pid)
+        }
+    };
+    let target = Target::Shopcall(Shopcall::connect(&url, args.customer_camera).await?);
+    let config = soak::SoakConfig {
+        calls,
+        duration_secs,
+        churn_every_secs: args.churn_every,
+        churn_pick: args.churn_pick,
+        sample_secs: args.sample_secs,
+        settle_secs: args.settle_secs,
+        limits: growth::Limits {
+            warmup_secs: args.warmup.map_or_else(
+                || soak::SoakConfig::default_warmup_secs(duration_secs),
+                |w| w.as_secs_f64(),
+            ),
+            rss_pct_per_10min: args.rss_growth_limit,
+            fd_tolerance: args.fd_tolerance,
+            min_samples: 4,
+        },
+        max_loss_pct: args.max_loss,
+        loss_windows: args.loss_windows,
+        setup_concurrency: args.setup_concurrency,
+        setup_rate: args.setup_rate,
+        join_timeout_secs: args.join_timeout,
+        sfu_pid: pid,
+        sfu_cpu: args.sfu_cpu,
+        client_cpu: args.client_cpu,
+    };
+    let result = soak::run(
+        &target,
+        net,
+        &config,
+        args.customer_camera,
+        Machine::here(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+        &args.out,
+    )
+    .await;
+    if let Some(d) = daemon {
+        d.stop();
+    }
+    let report = result?;
+    soak_report::write(&report, &args.out)?;
+    println!("\n{}", soak_report::markdown(&report));
+    println!("{}", soak_report::verdict(&report));
+    println!(
+        "results: {}/soak.json, soak.md, soak.svg",
+        args.out.display()
+    );
+    Ok(report.passed)
 }
 
 async fn run_webrtc_clients(args: &Args) -> anyhow::Result<bool> {

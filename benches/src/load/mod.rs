@@ -7,8 +7,12 @@
 //! * [`ramp`]: adds calls in steps and measures each step: packets, loss, latency
 //!   ([`hist`]), join time, the SFU's CPU and memory and the tester's own CPU ([`procfs`]).
 //! * [`report`]: JSON, a table and an SVG chart.
+//! * [`soak`]: a fixed number of calls for a bounded time, with churn, sampling the SFU's
+//!   memory, file descriptors and threads; [`growth`] judges whether they grew, and
+//!   [`soak_report`] writes JSON, a table and an SVG chart.
 //! * [`webrtc_clients`]: the async `webrtc` client instead, to measure what it costs.
 
+pub mod growth;
 pub mod hist;
 pub mod janus;
 pub mod media;
@@ -18,11 +22,13 @@ pub mod procfs;
 pub mod ramp;
 pub mod report;
 pub mod shopcall;
+pub mod soak;
+pub mod soak_report;
 mod tap;
 pub mod webrtc_clients;
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use net::{NetHandle, PeerKey};
 
@@ -96,4 +102,23 @@ impl Target {
             Target::Janus(j) => j.end_call(call).await,
         }
     }
+}
+
+/// Ends calls, 16 at a time (each EndCall bounded to 10 s), and removes their clients.
+pub async fn end_calls(target: &Target, net: &NetHandle, calls: Vec<CallHandle>) {
+    let mut set = tokio::task::JoinSet::new();
+    for call in calls {
+        while set.len() >= 16 {
+            set.join_next().await;
+        }
+        let t = target.clone();
+        let n = net.clone();
+        set.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t.end_call(&call)).await;
+            for p in &call.peers {
+                n.remove(*p);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
 }

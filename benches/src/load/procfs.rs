@@ -44,6 +44,25 @@ pub fn process_rss(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/<pid>/status")
 }
 
+/// Threads of a process, from `/proc/<pid>/status` (`Threads`).
+pub fn process_threads(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no Threads in /proc/<pid>/status")
+}
+
+/// Open file descriptors of a process: the entries of `/proc/<pid>/fd` (the process must
+/// belong to the same user, or the tester be root).
+pub fn process_fds(pid: u32) -> anyhow::Result<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("listing /proc/{pid}/fd"))?;
+    Ok(dir.filter(|e| e.is_ok()).count() as u64)
+}
+
 /// Busy and total time of one core since boot, from `/proc/stat` (`cpuN`): busy is everything
 /// but idle and iowait, so it includes interrupts and softirqs (the kernel's packet work).
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,6 +144,10 @@ mod tests {
         std::hint::black_box(x);
         assert!(process_cpu(pid).is_ok());
         assert!(process_rss(pid).unwrap() > 1 << 20);
+        // The test harness runs this on a thread of its own, besides the main one.
+        assert!(process_threads(pid).unwrap() >= 1);
+        let fds = process_fds(pid).unwrap();
+        assert!(fds >= 3, "stdin, stdout and stderr at least: {fds}");
         let a = core_times(0).unwrap();
         assert!(a.total > 0 && a.busy <= a.total);
         assert!(!cpu_model().is_empty());

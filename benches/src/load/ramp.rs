@@ -174,7 +174,7 @@ fn us(v: Option<u64>) -> Option<f64> {
     v.map(|ns| ns as f64 / 1000.0)
 }
 
-fn delta(a: &Counters, b: &Counters) -> Counters {
+pub(super) fn delta(a: &Counters, b: &Counters) -> Counters {
     Counters {
         sent_audio: b.sent_audio - a.sent_audio,
         sent_video: b.sent_video - a.sent_video,
@@ -270,7 +270,7 @@ fn measure(
 
 /// Sets up `n` calls numbered from `first`, `concurrency` at a time and at most `rate` per
 /// second. Returns the calls that were set up and how many failed.
-async fn setup_calls(
+pub(super) async fn setup_calls(
     target: &Target,
     net: &NetHandle,
     first: u64,
@@ -324,7 +324,7 @@ async fn setup_calls(
 
 /// Waits until every receiver of `calls` got media, or the join timeout. Returns the join
 /// times (ms) of the calls that made it, and how many did not.
-async fn wait_joined(
+pub(super) async fn wait_joined(
     net: &NetHandle,
     calls: &[CallHandle],
     c: &RampConfig,
@@ -483,7 +483,7 @@ pub async fn run(
 }
 
 /// A line above the progress bar, or on stdout when there is no bar (not a terminal).
-fn say(pb: &ProgressBar, line: impl AsRef<str>) {
+pub(super) fn say(pb: &ProgressBar, line: impl AsRef<str>) {
     if pb.is_hidden() {
         println!("{}", line.as_ref());
     } else {

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use shopcall_proto::v1::call_service_client::CallServiceClient;
+use shopcall_proto::v1::node_service_client::NodeServiceClient;
 use shopcall_proto::v1::{
-    CreateCallRequest, EndCallRequest, JoinRequest, Lens, Role, SetCameraRequest,
+    CreateCallRequest, EndCallRequest, JoinRequest, Lens, NodeStatsRequest, NodeStatsResponse,
+    Role, SetCameraRequest,
 };
 use tonic::transport::Channel;
 
@@ -181,6 +183,8 @@ fn grpc_listening(line: &str) -> Option<SocketAddr> {
 #[derive(Clone)]
 pub struct Shopcall {
     client: CallServiceClient<Channel>,
+    /// For NodeStats, on the same connection (boxed: the call client alone is large).
+    node: Box<NodeServiceClient<Channel>>,
     camera: CustomerCamera,
 }
 
@@ -194,7 +198,8 @@ impl Shopcall {
             .await
             .with_context(|| format!("connecting to {url}"))?;
         Ok(Shopcall {
-            client: CallServiceClient::new(channel),
+            client: CallServiceClient::new(channel.clone()),
+            node: Box::new(NodeServiceClient::new(channel)),
             camera,
         })
     }
@@ -254,6 +259,15 @@ impl Shopcall {
             .context("SetCamera (customer, rear)")?;
         }
         Ok(handle)
+    }
+
+    /// The daemon's own view of its load (NodeStats): calls and participants that exist.
+    pub async fn node_stats(&self) -> anyhow::Result<NodeStatsResponse> {
+        let mut n = (*self.node).clone();
+        Ok(n.node_stats(NodeStatsRequest {})
+            .await
+            .context("NodeStats")?
+            .into_inner())
     }
 
     /// Ends a call (EndCall).

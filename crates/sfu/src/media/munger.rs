@@ -20,10 +20,19 @@ struct Last {
 #[derive(Debug, Clone, Copy)]
 struct Mapping {
     src_ssrc: u32,
-    first_src_seq: u16,
+    /// Oldest source sequence number still forwarded: the mapping's first packet, then at
+    /// most [`MAX_LATE`] behind `newest_src_seq` (so serial arithmetic against it stays
+    /// meaningful however many packets the mapping carries).
+    floor_src_seq: u16,
+    /// Newest source sequence number seen in this mapping.
+    newest_src_seq: u16,
     seq_offset: u16,
     ts_offset: u32,
 }
+
+/// How far behind the newest packet of a mapping a late packet may be and still be
+/// forwarded (reordering and retransmissions are far closer than this).
+const MAX_LATE: u16 = 0x4000;
 
 /// SSRC / sequence / timestamp rewriter of one DownTrack.
 #[derive(Debug, Clone)]
@@ -82,8 +91,18 @@ impl Munger {
     /// switch would collide with sequence numbers already used).
     pub fn rewrite(&mut self, header: &mut rtp::header::Header, now: Instant) -> bool {
         let mapping = match self.mapping {
-            Some(m) if m.src_ssrc == header.ssrc => {
-                if seq_newer(m.first_src_seq, header.sequence_number) {
+            Some(mut m) if m.src_ssrc == header.ssrc => {
+                let src = header.sequence_number;
+                if seq_newer(src, m.newest_src_seq) {
+                    m.newest_src_seq = src;
+                    if src.wrapping_sub(m.floor_src_seq) > MAX_LATE {
+                        m.floor_src_seq = src.wrapping_sub(MAX_LATE);
+                    }
+                    self.mapping = Some(m);
+                } else if m.newest_src_seq.wrapping_sub(src)
+                    > m.newest_src_seq.wrapping_sub(m.floor_src_seq)
+                {
+                    // Older than the floor: before the mapping started, or far too late.
                     return false;
                 }
                 m
@@ -98,7 +117,8 @@ impl Munger {
                 };
                 let m = Mapping {
                     src_ssrc: header.ssrc,
-                    first_src_seq: header.sequence_number,
+                    floor_src_seq: header.sequence_number,
+                    newest_src_seq: header.sequence_number,
                     seq_offset: target_seq.wrapping_sub(header.sequence_number),
                     ts_offset: target_ts.wrapping_sub(header.timestamp),
                 };
@@ -175,6 +195,33 @@ mod tests {
         let mut h = header(1, 2, 3200);
         assert!(m.rewrite(&mut h, t0 + Duration::from_millis(100)));
         assert_eq!(h.sequence_number, 1005);
+    }
+
+    #[test]
+    fn a_long_mapping_keeps_forwarding_past_half_the_sequence_space() {
+        // One source, no switch, no pause: 3 x 65,536 packets (~21 min of 150 pps video).
+        // The refusal of packets "before the mapping" once compared every packet with the
+        // mapping's first one, and refused everything from 32,768 packets on.
+        let t0 = Instant::now();
+        let mut m = Munger::new(7, 96, 90_000, 1000, 0);
+        let first = 5u16;
+        for i in 0..3 * 65_536u32 {
+            let src = first.wrapping_add(i as u16);
+            let mut h = header(1, src, i * 3000);
+            assert!(m.rewrite(&mut h, t0), "packet {i} (seq {src}) refused");
+            assert_eq!(h.sequence_number, 1000u16.wrapping_add(i as u16));
+        }
+        // Reordering and retransmissions are still forwarded, far too late ones are not.
+        let newest = first.wrapping_add((3 * 65_536u32 - 1) as u16);
+        let mut h = header(1, newest.wrapping_sub(100), 0);
+        assert!(m.rewrite(&mut h, t0));
+        let mut h = header(1, newest.wrapping_sub(MAX_LATE + 1), 0);
+        assert!(!m.rewrite(&mut h, t0));
+        // A forward jump (a long upstream gap) is followed, not refused.
+        let mut h = header(1, newest.wrapping_add(20_000), 0);
+        assert!(m.rewrite(&mut h, t0));
+        let mut h = header(1, newest.wrapping_add(20_001), 0);
+        assert!(m.rewrite(&mut h, t0));
     }
 
     #[test]
