@@ -357,15 +357,18 @@ fn video_granted_on_an_audio_only_weak_link_is_paused_and_audio_kept() {
     let (sent0, got0) = audio(&net);
     let mut settled = (0, 0);
     let mut paused_after = None;
+    let mut paused_at_end = false;
     // The camera is on: 10 s of audio and video, in ticks of 240 ms.
     for tick in 0..40u64 {
         for _ in 0..12 {
             slot(&mut net, i, true);
             i += 1;
         }
-        if paused_after.is_none() && customer_stats(&mut net, call).video_paused {
+        let paused = customer_stats(&mut net, call).video_paused;
+        if paused_after.is_none() && paused {
             paused_after = Some(tick);
         }
+        paused_at_end = paused;
         if tick == 19 {
             settled = audio(&net);
         }
@@ -384,7 +387,9 @@ fn video_granted_on_an_audio_only_weak_link_is_paused_and_audio_kept() {
             .iter()
             .any(|e| matches!(e, Event::VideoPaused { .. }))
     );
-    assert!(customer_stats(&mut net, call).video_paused);
+    // Still paused when the 10 s end. (Not checked after the drain below: with only audio
+    // flowing the path is clear, the estimate grows, and a resume probe may be under way.)
+    assert!(paused_at_end);
     // Audio is kept: trying the lowest layer on this link (a probe, or before the fix one
     // tick of it) costs it a few hundred ms at most; once paused, every packet arrives.
     let (sent, got) = (sent - sent0, got - got0);

@@ -103,7 +103,7 @@ const NACK_BUDGET_FRACTION: f64 = 0.5;
 /// ...and at most this fraction of its downlink estimate (a retransmission storm into a
 /// congested link only buries the audio behind it)...
 const NACK_BUDGET_OF_ESTIMATE: f64 = 0.15;
-/// ...but always a few, so a quiet stream can still repair a loss.
+/// ...but always a few on a clear path, so a quiet stream can still repair a loss.
 const NACK_BUDGET_MIN: u64 = 20;
 /// A packet is retransmitted at most once per this long (or per RTT, if longer).
 const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(100);
@@ -213,7 +213,14 @@ impl WireTap {
                 (e.optimistic_bps as f64 * NACK_BUDGET_OF_ESTIMATE / (8.0 * RETRANSMISSION_SIZE))
                     as u64
             });
-        let budget = by_rate.min(by_estimate).max(NACK_BUDGET_MIN);
+        // The floor is for a quiet stream on a clear path; on a congested one the estimate
+        // rules alone: at 60 kbit/s even the floor's 20 packets a second (~180 kbit/s) would
+        // overflow the bottleneck every second and take the audio with them.
+        let budget = if by_estimate == u64::MAX {
+            by_rate.max(NACK_BUDGET_MIN)
+        } else {
+            by_rate.min(by_estimate)
+        };
         let w = self.window(now);
         if w.2 + packets > budget {
             return false;
