@@ -389,13 +389,7 @@ async fn run_soak(args: &Args, net: &NetHandle, duration: Duration) -> anyhow::R
                 .context("--grpc with --soak needs --sfu-pid: the soak samples that process")?,
         ),
         None => {
-            let d = Daemon::start(&DaemonOptions {
-                path: args.shopcalld.clone().unwrap_or_else(default_daemon_path),
-                ip: args.sfu_ip,
-                cpu: args.sfu_cpu,
-                netns: args.sfu_netns.clone(),
-                extra: Vec::new(),
-            })?;
+            let d = start_daemon(args)?;
             let url = format!("http://{}", d.grpc);
             let pid = d.pid();
             (Some(d), url, pid)
@@ -452,13 +446,7 @@ async fn run_soak(args: &Args, net: &NetHandle, duration: Duration) -> anyhow::R
 }
 
 async fn run_webrtc_clients(args: &Args) -> anyhow::Result<bool> {
-    let daemon = Daemon::start(&DaemonOptions {
-        path: args.shopcalld.clone().unwrap_or_else(default_daemon_path),
-        ip: args.sfu_ip,
-        cpu: args.sfu_cpu,
-        netns: args.sfu_netns.clone(),
-        extra: Vec::new(),
-    })?;
+    let daemon = start_daemon(args)?;
     let url = format!("http://{}", daemon.grpc);
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let steps = shopcall_benches::load::webrtc_clients::measure(
@@ -480,13 +468,7 @@ async fn run_shopcall(args: &Args, net: &NetHandle) -> anyhow::Result<(RampResul
     let (daemon, url, pid) = match &args.grpc {
         Some(url) => (None, url.clone(), args.sfu_pid),
         None => {
-            let d = Daemon::start(&DaemonOptions {
-                path: args.shopcalld.clone().unwrap_or_else(default_daemon_path),
-                ip: args.sfu_ip,
-                cpu: args.sfu_cpu,
-                netns: args.sfu_netns.clone(),
-                extra: Vec::new(),
-            })?;
+            let d = start_daemon(args)?;
             let url = format!("http://{}", d.grpc);
             let pid = d.pid();
             (Some(d), url, Some(pid))
@@ -581,4 +563,15 @@ async fn smoke_check(
         println!("SMOKE FAILED: {}", problems.join("; "));
         Ok(false)
     }
+}
+
+/// Starts shopcalld as the flags say (binary, address, core, namespace).
+fn start_daemon(args: &Args) -> anyhow::Result<Daemon> {
+    Daemon::start(&DaemonOptions {
+        path: args.shopcalld.clone().unwrap_or_else(default_daemon_path),
+        ip: args.sfu_ip,
+        cpu: args.sfu_cpu,
+        netns: args.sfu_netns.clone(),
+        extra: Vec::new(),
+    })
 }
